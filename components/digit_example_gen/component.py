@@ -1,0 +1,116 @@
+"""DigitExampleGen: a FileBasedExampleGen for MNIST-style digit datasets in IDX, CSV or PNG form.
+
+Being a FileBasedExampleGen, it gets TFX's input fingerprinting (a changed file reruns ingestion, an
+unchanged one is cached), spans and versions, and Beam for scale.
+"""
+
+import csv
+import os
+from typing import Optional
+
+import tensorflow as tf
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+
+from components.digit_example_gen import executor
+from components.digit_example_gen.readers import DigitDataError
+from models import features
+
+IDX_TRAIN = "train-*-idx?-ubyte*"
+IDX_TEST = "t10k-*-idx?-ubyte*"
+CSV_TRAIN = "train.csv"
+CSV_TEST = "test.csv"
+PNG_TRAIN = "train/*/*.png"
+PNG_TEST = "test/*/*.png"
+PNG_FLAT = "*/*.png"
+
+
+def _matches(input_base: str, pattern: str) -> bool:
+    return bool(tf.io.gfile.glob(os.path.join(input_base, pattern)))
+
+
+def _labelled_csv(path: str) -> bool:
+    """Kaggle's own test.csv has no label column and so cannot be a test split."""
+    with tf.io.gfile.GFile(path, "r") as f:
+        header = next(csv.reader(f), [])
+    return header[:1] == [features.LABEL_KEY]
+
+
+def split_patterns(train: str, test: Optional[str] = None) -> example_gen_pb2.Input:
+    """Input config: where the training files are, and the official test files if any."""
+    splits = [example_gen_pb2.Input.Split(name=features.TRAIN_SPLIT, pattern=train)]
+    if test:
+        splits.append(example_gen_pb2.Input.Split(name=features.TEST_SPLIT, pattern=test))
+    return example_gen_pb2.Input(splits=splits)
+
+
+def detect_input_config(input_base: str) -> example_gen_pb2.Input:
+    """Finds the training files (and official test files, if any) under `input_base`.
+
+    Layouts, tried in order: MNIST IDX files (`train-*` and `t10k-*`, gzipped or not); Kaggle CSV
+    (`train.csv`, and `test.csv` if it has labels); PNG folders (`train/<digit>/*.png` and
+    `test/<digit>/*.png`, or just `<digit>/*.png`).
+    """
+    layouts = [
+        (IDX_TRAIN, IDX_TEST),
+        (CSV_TRAIN, CSV_TEST),
+        (PNG_TRAIN, PNG_TEST),
+        (PNG_FLAT, None),
+    ]
+    for train, test in layouts:
+        if not _matches(input_base, train):
+            continue
+        if test and _matches(input_base, test):
+            if test != CSV_TEST or _labelled_csv(os.path.join(input_base, test)):
+                return split_patterns(train, test)
+        return split_patterns(train)
+    raise DigitDataError(
+        input_base,
+        "no digit data found: expected MNIST IDX files (train-images-idx3-ubyte[.gz] ...), "
+        "a Kaggle train.csv, or PNG files in one folder per digit",
+    )
+
+
+def partition_config(
+    input_config: example_gen_pb2.Input, eval_buckets: int, test_buckets: int, total_buckets: int
+) -> example_gen_pb2.Output:
+    """How the training files are split: eval always, test too when there are no test files."""
+    has_test = any(s.name == features.TEST_SPLIT for s in input_config.splits)
+    parts = [(features.EVAL_SPLIT, eval_buckets)] + ([] if has_test else [(features.TEST_SPLIT, test_buckets)])
+    train_buckets = total_buckets - sum(b for _, b in parts)
+    if train_buckets <= 0:
+        raise ValueError(f"eval/test hash buckets {parts} leave nothing of {total_buckets} to train on")
+    return example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[
+                example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+                for name, buckets in [(features.TRAIN_SPLIT, train_buckets)] + parts
+            ]
+        )
+    )
+
+
+class DigitExampleGen(FileBasedExampleGen):
+    """Turns digit images into tf.Examples (`image`: 784 ints 0-255, `label`: int 0-9).
+
+    Splits: `train` and `eval` are hash-partitioned from the training files; `test` is the official test
+    files, or another hash partition of the training files when the dataset has none.
+    """
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(
+        self,
+        input_base: str,
+        eval_buckets: int = 1,
+        test_buckets: int = 1,
+        total_buckets: int = 12,
+        input_config: Optional[example_gen_pb2.Input] = None,
+    ):
+        input_config = input_config or detect_input_config(input_base)
+        super().__init__(
+            input_base=input_base,
+            input_config=input_config,
+            output_config=partition_config(input_config, eval_buckets, test_buckets, total_buckets),
+        )

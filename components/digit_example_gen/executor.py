@@ -1,0 +1,146 @@
+"""Beam executor of DigitExampleGen: digit files -> tf.Example splits train / eval / test.
+
+TFX's FileBasedExampleGen can either keep the input splits or hash-partition a single input, not both.
+Digits need both: the official test files stay the test split untouched, while the training files are
+partitioned into train and eval. So `output_config.split_config` here partitions the `train` input
+split only, and any other input split is written as it is.
+"""
+
+import bisect
+import hashlib
+from typing import Any, Dict, List
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components.example_gen import base_example_gen_executor, write_split
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs as specs
+from tfx.utils import proto_utils
+
+from components.digit_example_gen import readers
+from models import features
+
+
+def to_example(digit: readers.Digit) -> bytes:
+    """Serialises one digit as the tf.Example every later component reads."""
+    _, pixels, label = digit
+    feature = {
+        features.IMAGE_KEY: tf.train.Feature(
+            int64_list=tf.train.Int64List(value=pixels.reshape(-1).tolist())
+        ),
+        features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
+
+
+def hash_partition(record: bytes, num_partitions: int, cumulative_buckets: List[int]) -> int:
+    """Same record, same split, on any machine and in any order (unlike a random split)."""
+    del num_partitions  # Implied by cumulative_buckets; Beam passes it anyway.
+    bucket = int(hashlib.sha256(record).hexdigest(), 16) % cumulative_buckets[-1]
+    return bisect.bisect(cumulative_buckets, bucket)
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(bytes)
+def DigitsToExample(  # pylint: disable=invalid-name
+    pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
+    """Reads every digit file matching `split_pattern` under `input_base` into serialized Examples."""
+    pattern = f"{exec_properties[specs.INPUT_BASE_KEY].rstrip('/')}/{split_pattern}"
+    paths = tf.io.gfile.glob(pattern)
+    if not paths:
+        raise readers.DigitDataError(pattern, "no input files match")
+    shards = readers.plan_shards(paths)
+    logging.info("Reading %d files in %d work items for %s", len(paths), len(shards), pattern)
+    return (
+        pipeline
+        | "PlanShards" >> beam.Create(shards, reshuffle=False)
+        | "SpreadShards" >> beam.Reshuffle()
+        | "ReadDigits" >> beam.FlatMap(readers.read_shard)
+        | "ToExample" >> beam.Map(to_example)
+    )
+
+
+def output_split_names(
+    input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output
+) -> List[str]:
+    """Input split names, with `train` replaced by the splits it is partitioned into."""
+    names: List[str] = []
+    for split in input_config.splits:
+        if split.name == features.TRAIN_SPLIT and output_config.split_config.splits:
+            names += [s.name for s in output_config.split_config.splits]
+        else:
+            names.append(split.name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"Duplicate split names {names} in input_config / output_config")
+    return names
+
+
+def _configs(exec_properties: Dict[str, Any]):
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[specs.INPUT_CONFIG_KEY], input_config)
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[specs.OUTPUT_CONFIG_KEY], output_config)
+    return input_config, output_config
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Writes digits as gzipped TFRecords of tf.Example, one folder per split."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return DigitsToExample
+
+    def GenerateExamplesByBeam(
+        self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
+    ) -> Dict[str, beam.pvalue.PCollection]:
+        input_config, output_config = _configs(exec_properties)
+        checked = readers.verify_checksums(exec_properties[specs.INPUT_BASE_KEY])
+        logging.info("Verified %d checksums in %s", checked, exec_properties[specs.INPUT_BASE_KEY])
+        result = {}
+        for split in input_config.splits:
+            examples = pipeline | f"InputToRecord[{split.name}]" >> DigitsToExample(
+                exec_properties, split.pattern
+            )
+            partition = output_config.split_config.splits
+            if split.name == features.TRAIN_SPLIT and partition:
+                cumulative, total = [], 0
+                for part in partition:
+                    total += part.hash_buckets
+                    cumulative.append(total)
+                parts = examples | "SplitTrain" >> beam.Partition(
+                    hash_partition, len(cumulative), cumulative
+                )
+                result.update({part.name: pcoll for part, pcoll in zip(partition, parts)})
+            else:
+                result[split.name] = examples
+        return result
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        examples = output_dict[specs.EXAMPLES_KEY]
+        artifact = artifact_utils.get_single_instance(examples)
+        artifact.split_names = artifact_utils.encode_split_names(
+            output_split_names(*_configs(exec_properties))
+        )
+        file_format = exec_properties.get(
+            specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FORMAT_TFRECORDS_GZIP
+        )
+        with self._make_beam_pipeline() as pipeline:
+            for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = split | f"WriteSplit[{name}]" >> write_split.WriteSplit(
+                    artifact_utils.get_split_uri(examples, name), file_format, exec_properties
+                )
+        examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
+        logging.info("Examples generated: splits %s", artifact.split_names)

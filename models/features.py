@@ -1,0 +1,36 @@
+"""Names and shapes shared by ingestion, schema, preprocessing, training and serving.
+
+Every other module takes these names from here, so a feature or split is named in one place.
+"""
+
+IMAGE_KEY = "image"
+"""Raw pixels: 784 int64 values in 0..255, row-major 28x28."""
+
+LABEL_KEY = "label"
+"""True digit: one int64 in 0..9."""
+
+IMAGE_SIZE = 28
+NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+NUM_CLASSES = 10
+MAX_PIXEL = 255
+
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
+TEST_SPLIT = "test"
+SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
+
+
+def transformed_name(key: str) -> str:
+    """Name of a feature after Transform, so raw and transformed never collide."""
+    return f"{key}_xf"
+
+# The serving contract: signature names, their inputs and outputs (used by the Trainer's export,
+# the Evaluator, the model server and its clients).
+EXAMPLES_SIGNATURE = "serving_default"
+"""Serialized tf.Example in (the TFX convention; TFMA evaluates through it)."""
+EXAMPLES_INPUT = "examples"
+IMAGES_SIGNATURE = "predict_images"
+"""Raw pixels in: a batch of 28x28 or 784 values in 0..255 (ints or floats)."""
+IMAGES_INPUT = "images"
+PROBABILITIES_OUTPUT = "probabilities"
+DIGIT_OUTPUT = "digit"

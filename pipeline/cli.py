@@ -1,0 +1,171 @@
+"""`digits`: run the pipeline locally, or compile it for Kubeflow Pipelines.
+
+    digits run [--profile smoke|standard|full] [--data DIR] [--output DIR] [--beam-arg=--flag=value ...]
+    digits compile --target kubeflow [--output-file FILE] [--pipeline-root URI] [--image IMAGE]
+"""
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+import warnings
+from typing import Dict, List, Optional
+
+if "--verbose" not in sys.argv:
+    # Start-up chatter of TensorFlow's C++ side and of Google client libraries, printed at import time,
+    # before any logging can be configured; --verbose shows it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+from absl import logging as absl_logging  # noqa: E402
+
+from pipeline import configs  # noqa: E402
+
+_COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)\.")
+_KNOWN_NOISE = re.compile(r"[Dd]eprecat|property_predicate is not supported|crcmod package not found")
+
+
+class ComponentTimer(logging.Filter):
+    """Notes when each component starts and ends, from LocalDagRunner's own log lines."""
+
+    def __init__(self):
+        super().__init__()
+        self.started: Dict[str, float] = {}
+        self.seconds: Dict[str, float] = {}
+        self.current: Optional[str] = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _COMPONENT_EVENT.search(record.getMessage())
+        if match:
+            name, state = match.groups()
+            if state == "running":
+                self.started[name], self.current = time.time(), name
+            else:
+                self.seconds[name] = time.time() - self.started.get(name, time.time())
+        return True
+
+
+class ReadableLogs(logging.Filter):
+    """Keeps warnings, component start/end and this project's own progress; drops library INFO noise."""
+
+    def __init__(self):
+        super().__init__()
+        self._own = tuple(os.path.join(configs.PROJECT_ROOT, p) + os.sep for p in ("models", "components", "pipeline"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return not _KNOWN_NOISE.search(record.getMessage())
+        return record.pathname.startswith(self._own) or bool(_COMPONENT_EVENT.search(record.getMessage()))
+
+
+def _setup_logging(verbose: bool) -> ComponentTimer:
+    """Filters sit on the loggers, not on handlers, so they hold whichever handler a library installs."""
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logging.get_absl_handler().setFormatter(
+        logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S")
+    )
+    timer = ComponentTimer()
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(timer)
+    if not logging.getLogger().handlers:
+        logging.basicConfig()
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S"))
+    if not verbose:
+        for name in ("absl", "tensorflow", ""):
+            logging.getLogger(name).addFilter(ReadableLogs())
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        logging.captureWarnings(True)
+        logging.getLogger("py.warnings").setLevel(logging.ERROR)
+    return timer
+
+
+def _profile(name: str) -> configs.Profile:
+    return configs.PROFILES[name]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline import local_runner, summary  # Heavy imports: only for the command that needs them.
+
+    timer = _setup_logging(args.verbose)
+    started = time.time()
+    profile = _profile(args.profile)
+    print(f"Running pipeline '{configs.PIPELINE_NAME}', profile '{profile.name}', data {args.data}, "
+          f"output {args.output}", flush=True)
+    try:
+        local_runner.run(
+            profile, data_root=args.data, output_root=args.output, beam_args=args.beam_arg,
+            strategy=args.strategy, seed=args.seed, min_accuracy=args.min_accuracy,
+            enable_cache=not args.no_cache,
+        )
+    except Exception as e:  # pylint: disable=broad-except
+        where = f" in component {timer.current}" if timer.current else ""
+        print(f"\nRun FAILED{where} after {time.time() - started:.0f} s:\n{e}", file=sys.stderr)
+        return 1
+    result = summary.latest_run(configs.metadata_path(args.output))
+    result.component_seconds = timer.seconds
+    print(f"\nRun finished in {time.time() - started:.0f} s")
+    print("\n".join(result.lines()))
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from pipeline import kubeflow_runner
+
+    _setup_logging(args.verbose)
+    path = kubeflow_runner.compile_pipeline(
+        args.output_file, _profile(args.profile), data_root=args.data or kubeflow_runner.IMAGE_DATA_ROOT,
+        pipeline_root=args.pipeline_root, image=args.image,
+    )
+    print(f"Kubeflow pipeline spec written to {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from pipeline import kubeflow_runner  # Light: only names, no TFX run.
+
+    top = argparse.ArgumentParser(prog="digits", description=__doc__.split("\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the whole pipeline here with LocalDagRunner")
+    run.add_argument("--profile", choices=sorted(configs.PROFILES), default=configs.DEFAULT_PROFILE,
+                     help="smoke: small subset, minutes; standard: full MNIST, ~20 min; full: best accuracy")
+    run.add_argument("--data", default=configs.DATA_ROOT,
+                     help="folder with MNIST IDX files, a Kaggle train.csv, or PNGs in digit folders")
+    run.add_argument("--output", default=configs.OUTPUT_ROOT,
+                     help="artifacts, ML Metadata and the serving model directory go here")
+    run.add_argument("--beam-arg", action="append", default=[], metavar="--FLAG=VALUE",
+                     help="extra Beam pipeline arg, repeatable, e.g. --beam-arg=--direct_num_workers=2 "
+                          "--beam-arg=--direct_running_mode=multi_processing")
+    run.add_argument("--strategy", choices=configs.STRATEGIES, default="default", help="tf.distribute strategy")
+    run.add_argument("--seed", type=int, default=42, help="training seed")
+    run.add_argument("--min-accuracy", type=float, default=None,
+                     help="override the profile's accuracy bar for blessing")
+    run.add_argument("--no-cache", action="store_true", help="rerun every component even if cached")
+    run.add_argument("--verbose", action="store_true", help="show every library log line")
+    run.set_defaults(func=_cmd_run)
+
+    comp = commands.add_parser("compile", help="compile the pipeline for an orchestrator")
+    comp.add_argument("--target", choices=["kubeflow"], required=True)
+    comp.add_argument("--output-file", default=os.path.join(configs.OUTPUT_ROOT, "kubeflow", "digits_pipeline.json"))
+    comp.add_argument("--profile", choices=sorted(configs.PROFILES), default=configs.DEFAULT_PROFILE)
+    comp.add_argument("--data", default=None,
+                      help=f"data folder as the pipeline's pods see it (default {kubeflow_runner.IMAGE_DATA_ROOT})")
+    comp.add_argument("--pipeline-root", default=kubeflow_runner.DEFAULT_PIPELINE_ROOT,
+                      help="where the cluster stores artifacts, e.g. gs://bucket/tfx")
+    comp.add_argument("--image", default=kubeflow_runner.DEFAULT_IMAGE, help="container image with this project")
+    comp.add_argument("--verbose", action="store_true")
+    comp.set_defaults(func=_cmd_compile)
+    return top
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

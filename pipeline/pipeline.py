@@ -1,0 +1,131 @@
+"""The digits TFX pipeline: wiring of the components, and nothing else. Knobs live in configs.py."""
+
+import dataclasses
+from typing import List, Optional
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+
+from components.anomaly_gate import AnomalyGate
+from components.digit_example_gen import DigitExampleGen
+from models import features
+from pipeline import configs
+
+def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
+    """Accuracy overall and per true digit, confusion matrix; the gate looks at the overall slice only."""
+    overall = tfma.SlicingSpec()
+    gate = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+        # Absolute change vs the latest blessed model; -1e-10 so that an equal model still passes.
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -max_accuracy_drop - 1e-10},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(signature_name=features.EXAMPLES_SIGNATURE, label_key=features.LABEL_KEY)
+        ],
+        slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    # Thresholds on the MetricConfig (not the MetricsSpec, whose keys never match
+                    # example-weighted post-export metrics in TFMA 0.47), for the overall slice only.
+                    tfma.MetricConfig(
+                        class_name="SparseCategoricalAccuracy",
+                        per_slice_thresholds=[
+                            tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=gate)
+                        ],
+                    ),
+                    tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ],
+            )
+        ],
+    )
+
+
+def create_pipeline(
+    pipeline_root: str,
+    data_root: str,
+    serving_model_dir: str,
+    trainer_config: configs.TrainerConfig,
+    min_accuracy: float,
+    beam_pipeline_args: List[str],
+    input_config: Optional[example_gen_pb2.Input] = None,
+    max_accuracy_drop: float = configs.MAX_ACCURACY_DROP,
+    schema_path: str = configs.SCHEMA_PATH,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+    """Ingest -> statistics -> validate against the curated schema -> transform -> train -> evaluate
+    against the bar and the last blessed model -> push if blessed."""
+    example_gen = DigitExampleGen(
+        input_base=data_root,
+        input_config=input_config,
+        eval_buckets=configs.EVAL_HASH_BUCKETS,
+        test_buckets=configs.TEST_HASH_BUCKETS,
+        total_buckets=configs.TOTAL_HASH_BUCKETS,
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    # Inferred schema, kept only so that users can diff it against the curated one.
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_path)
+    schema = curated_schema.outputs["schema"]
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema
+    )
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema,
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]
+        ),
+    )
+    transform.add_upstream_node(anomaly_gate)
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        custom_config=dataclasses.asdict(trainer_config),
+    )
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        schema=schema,
+        eval_config=eval_config(min_accuracy, max_accuracy_drop),
+        example_splits=[features.TEST_SPLIT],
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_root=pipeline_root,
+        components=[
+            example_gen, statistics_gen, schema_gen, curated_schema, example_validator, anomaly_gate,
+            transform, trainer, baseline_resolver, evaluator, pusher,
+        ],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args,
+    )

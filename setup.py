@@ -1,0 +1,36 @@
+"""Digits TFX pipeline: MNIST-style digit images to a blessed model served over the TF Serving APIs.
+
+Dependency ranges are declared here; requirements/requirements.lock pins the exact tested set
+(install with uv: plain pip refuses tfx 1.16 on Python 3.11 because of its declared Requires-Python).
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="digits-tfx",
+    version="0.1.0",
+    description="TFX pipeline for handwritten digit recognition, served with TF Serving APIs",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
+                                    "models", "models.*", "serving", "serving.*"]),
+    package_data={"": ["*.pbtxt"]},
+    install_requires=[
+        "tfx[kfp]>=1.16,<1.17",
+        "tensorflow>=2.16,<2.17",
+        "tf-keras>=2.16,<2.17",
+        "tensorflow-transform>=1.16,<1.17",
+        "tensorflow-model-analysis>=0.47,<0.48",
+        "tensorflow-data-validation>=1.16,<1.17",
+        "tensorflow-serving-api>=2.16,<2.17",
+        "apache-beam>=2.60",
+        "protobuf>=4.25.2,<5",
+        "dill",
+        "numpy>=1.26,<2",
+        "pillow>=10",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["digits=pipeline.cli:main"]},
+)
