@@ -99,7 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         local_runner.run(
             profile, data_root=args.data, output_root=args.output, beam_args=args.beam_arg,
             strategy=args.strategy, seed=args.seed, min_accuracy=args.min_accuracy,
-            enable_cache=not args.no_cache,
+            schema_path=args.schema, enable_cache=not args.no_cache,
         )
     except Exception as e:  # pylint: disable=broad-except
         where = f" in component {timer.current}" if timer.current else ""
@@ -117,7 +117,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     _setup_logging(args.verbose)
     path = kubeflow_runner.compile_pipeline(
-        args.output_file, _profile(args.profile), data_root=args.data or kubeflow_runner.IMAGE_DATA_ROOT,
+        args.output_file, _profile(args.profile), data_root=args.data,
         pipeline_root=args.pipeline_root, image=args.image,
     )
     print(f"Kubeflow pipeline spec written to {path}")
@@ -125,8 +125,6 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from pipeline import kubeflow_runner  # Light: only names, no TFX run.
-
     top = argparse.ArgumentParser(prog="digits", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
 
@@ -140,6 +138,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--beam-arg", action="append", default=[], metavar="--FLAG=VALUE",
                      help="extra Beam pipeline arg, repeatable, e.g. --beam-arg=--direct_num_workers=2 "
                           "--beam-arg=--direct_running_mode=multi_processing")
+    run.add_argument("--schema", default=configs.SCHEMA_PATH,
+                     help="curated schema the data is validated against (schema.pbtxt)")
     run.add_argument("--strategy", choices=configs.STRATEGIES, default="default", help="tf.distribute strategy")
     run.add_argument("--seed", type=int, default=42, help="training seed")
     run.add_argument("--min-accuracy", type=float, default=None,
@@ -152,11 +152,11 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--target", choices=["kubeflow"], required=True)
     comp.add_argument("--output-file", default=os.path.join(configs.OUTPUT_ROOT, "kubeflow", "digits_pipeline.json"))
     comp.add_argument("--profile", choices=sorted(configs.PROFILES), default=configs.DEFAULT_PROFILE)
-    comp.add_argument("--data", default=None,
-                      help=f"data folder as the pipeline's pods see it (default {kubeflow_runner.IMAGE_DATA_ROOT})")
-    comp.add_argument("--pipeline-root", default=kubeflow_runner.DEFAULT_PIPELINE_ROOT,
+    comp.add_argument("--data", default=configs.KUBEFLOW_DATA_ROOT,
+                      help=f"data folder as the pipeline's pods see it (default {configs.KUBEFLOW_DATA_ROOT})")
+    comp.add_argument("--pipeline-root", default=configs.KUBEFLOW_PIPELINE_ROOT,
                       help="where the cluster stores artifacts, e.g. gs://bucket/tfx")
-    comp.add_argument("--image", default=kubeflow_runner.DEFAULT_IMAGE, help="container image with this project")
+    comp.add_argument("--image", default=configs.KUBEFLOW_IMAGE, help="container image with this project")
     comp.add_argument("--verbose", action="store_true")
     comp.set_defaults(func=_cmd_compile)
     return top

@@ -68,6 +68,12 @@ PROFILES: Dict[str, Profile] = {
 }
 DEFAULT_PROFILE = "standard"
 
+# Kubeflow Pipelines: the container image is built from the project's Dockerfile, which installs the
+# locked dependencies and this package, and bundles the MNIST files at KUBEFLOW_DATA_ROOT.
+KUBEFLOW_IMAGE = "digits-tfx:latest"
+KUBEFLOW_DATA_ROOT = "/app/data/mnist"
+KUBEFLOW_PIPELINE_ROOT = "/tfx/pipelines"
+
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 """tf.distribute strategies the Trainer accepts; `mirrored` uses every local device."""
 

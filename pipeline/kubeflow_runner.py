@@ -9,19 +9,12 @@ from components.digit_example_gen import component as example_gen
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
 
-DEFAULT_IMAGE = "digits-tfx:latest"
-"""Built from the project's Dockerfile, which installs the locked dependencies and this package."""
-IMAGE_DATA_ROOT = "/app/data/mnist"
-"""Where the Dockerfile puts the bundled MNIST inside the image."""
-DEFAULT_PIPELINE_ROOT = "/tfx/pipelines"
-
-
 def compile_pipeline(
     output_file: str,
     profile: configs.Profile,
-    data_root: str = IMAGE_DATA_ROOT,
-    pipeline_root: str = DEFAULT_PIPELINE_ROOT,
-    image: str = DEFAULT_IMAGE,
+    data_root: str = configs.KUBEFLOW_DATA_ROOT,
+    pipeline_root: str = configs.KUBEFLOW_PIPELINE_ROOT,
+    image: str = configs.KUBEFLOW_IMAGE,
 ) -> str:
     """Writes the pipeline spec JSON to `output_file` (whole or not at all) and returns its path.
 

@@ -26,6 +26,7 @@ def run(
     strategy: str = "default",
     seed: int = 42,
     min_accuracy: Optional[float] = None,
+    schema_path: str = configs.SCHEMA_PATH,
     enable_cache: bool = True,
 ) -> None:
     """Runs every component in order; raises on the first that fails."""
@@ -38,6 +39,7 @@ def run(
         trainer_config=configs.TrainerConfig.from_profile(profile, strategy=strategy, seed=seed),
         min_accuracy=profile.min_accuracy if min_accuracy is None else min_accuracy,
         beam_pipeline_args=configs.beam_args(beam_args),
+        schema_path=schema_path,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
         enable_cache=enable_cache,
     )

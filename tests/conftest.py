@@ -1,0 +1,17 @@
+"""Shared fixtures. Importing `models` first sets TF_USE_LEGACY_KERAS before TensorFlow loads."""
+
+import os
+
+import models  # noqa: F401
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from pipeline import configs  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> str:
+    """The bundled MNIST, read-only: tests copy or subset it, never write into it."""
+    return configs.DATA_ROOT

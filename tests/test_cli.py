@@ -1,0 +1,25 @@
+"""The `digits` command line: argument handling and failures a user can read."""
+
+from pipeline import cli, configs
+
+
+def test_user_beam_args_override_defaults_by_flag_name():
+    args = configs.beam_args(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert args == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert configs.beam_args(["--runner=FlinkRunner"])[-1] == "--runner=FlinkRunner"
+    assert "--runner=DirectRunner" not in configs.beam_args(["--runner=FlinkRunner"])
+
+
+def test_profiles_and_defaults():
+    args = cli.parser().parse_args(["run"])
+    assert args.profile == configs.DEFAULT_PROFILE and args.data == configs.DATA_ROOT
+    assert set(configs.PROFILES) == {"smoke", "standard", "full"}
+    assert configs.PROFILES["standard"].min_accuracy >= 0.993 and configs.PROFILES["full"].min_accuracy >= 0.995
+
+
+def test_run_on_missing_data_fails_with_the_path(tmp_path, capsys):
+    missing = tmp_path / "nothing-here"
+    code = cli.main(["run", "--data", str(missing), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{missing}: no digit data found" in err
