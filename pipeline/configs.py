@@ -69,9 +69,11 @@ PROFILES: Dict[str, Profile] = {
 DEFAULT_PROFILE = "standard"
 
 # Kubeflow Pipelines: the container image is built from the project's Dockerfile, which installs the
-# locked dependencies and this package, and bundles the MNIST files at KUBEFLOW_DATA_ROOT.
+# locked dependencies and this project at KUBEFLOW_APP_ROOT, with the bundled MNIST and the schema.
 KUBEFLOW_IMAGE = "digits-tfx:latest"
-KUBEFLOW_DATA_ROOT = "/app/data/mnist"
+KUBEFLOW_APP_ROOT = "/app"
+KUBEFLOW_DATA_ROOT = os.path.join(KUBEFLOW_APP_ROOT, os.path.relpath(DATA_ROOT, PROJECT_ROOT))
+KUBEFLOW_SCHEMA_PATH = os.path.join(KUBEFLOW_APP_ROOT, os.path.relpath(SCHEMA_PATH, PROJECT_ROOT))
 KUBEFLOW_PIPELINE_ROOT = "/tfx/pipelines"
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")

@@ -18,7 +18,8 @@ def compile_pipeline(
 ) -> str:
     """Writes the pipeline spec JSON to `output_file` (whole or not at all) and returns its path.
 
-    The data layout is detected when `data_root` is readable from here; otherwise (a bucket, or a path
+    Paths inside the image (the schema, the default data) are the Dockerfile's. The data layout is
+    detected when `data_root` is readable from here; otherwise (a bucket, or a path
     inside the image) MNIST IDX file names are assumed. No metadata config: Kubeflow provides its own.
     """
     if os.path.isdir(data_root):
@@ -33,6 +34,7 @@ def compile_pipeline(
         min_accuracy=profile.min_accuracy,
         beam_pipeline_args=configs.beam_args(),
         input_config=input_config,
+        schema_path=configs.KUBEFLOW_SCHEMA_PATH,
     )
     folder = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(folder, exist_ok=True)

@@ -31,4 +31,7 @@ def test_compiled_spec_has_every_component(tmp_path):
     executors = json_format.MessageToDict(spec.deployment_spec)["executors"].values()
     images = {e["container"]["image"] for e in executors if "container" in e}
     assert images == {"registry.example/digits:1"}
+    # Paths the pods read are inside the image, not on the machine that compiled the spec.
+    schema_file = tasks["ImportSchemaGen"].inputs.parameters["schema_file"].runtime_value.constant_value.string_value
+    assert schema_file == configs.KUBEFLOW_SCHEMA_PATH == "/app/schema/schema.pbtxt"
     assert list(tmp_path.joinpath("spec").iterdir()) == [tmp_path / "spec" / "digits.json"]
