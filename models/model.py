@@ -11,7 +11,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features
+from models import features, preprocessing
 from pipeline.configs import TrainerConfig
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
@@ -163,7 +163,7 @@ def _raw_feature_spec_without_label(tf_transform_output: tft.TFTransformOutput) 
 
 
 def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput) -> Dict[str, Callable]:
-    """Both signatures run the Transform graph, so clients send raw pixels as they are stored."""
+    """Every signature runs the Transform graph, so clients send raw pixels (or pictures) as they are."""
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = _raw_feature_spec_without_label(tf_transform_output)
 
@@ -174,18 +174,30 @@ def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
     def serve_examples(examples):
         return {features.PROBABILITIES_OUTPUT: predict(tf.io.parse_example(examples, raw_spec))}
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name=features.IMAGES_INPUT)])
-    def serve_images(images):
-        pixels = tf.cast(tf.round(tf.reshape(images, [-1, features.NUM_PIXELS])), tf.int64)
+    def predict_pixels(pixels: tf.Tensor) -> Dict[str, tf.Tensor]:
+        pixels = tf.cast(tf.round(tf.reshape(pixels, [-1, features.NUM_PIXELS])), tf.int64)
         probabilities = predict({features.IMAGE_KEY: pixels})
         return {
             features.PROBABILITIES_OUTPUT: probabilities,
             features.DIGIT_OUTPUT: tf.argmax(probabilities, axis=1),
         }
 
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name=features.IMAGES_INPUT)])
+    def serve_images(images):
+        return predict_pixels(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
+    def serve_image_bytes(image_bytes):
+        pixels = tf.map_fn(
+            preprocessing.decode_image, image_bytes,
+            fn_output_signature=tf.TensorSpec([features.IMAGE_SIZE, features.IMAGE_SIZE], tf.float32),
+        )
+        return predict_pixels(pixels)
+
     return {
         features.EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
         features.IMAGES_SIGNATURE: serve_images.get_concrete_function(),
+        features.IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
     }
 
 

@@ -1,7 +1,9 @@
-"""`digits`: run the pipeline locally, or compile it for Kubeflow Pipelines.
+"""`digits`: run the pipeline locally, compile it for Kubeflow Pipelines, serve and query the model.
 
     digits run [--profile smoke|standard|full] [--data DIR] [--output DIR] [--beam-arg=--flag=value ...]
     digits compile --target kubeflow [--output-file FILE] [--pipeline-root URI] [--image IMAGE]
+    digits serve [--model-base-path DIR] [--rest-port 8501] [--grpc-port 8500] [--host 127.0.0.1]
+    digits predict FILE.png ... [--server http://127.0.0.1:8501 | --grpc 127.0.0.1:8500]
 """
 
 import argparse
@@ -9,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from typing import Dict, List, Optional
@@ -24,6 +27,8 @@ from absl import logging as absl_logging  # noqa: E402
 
 from pipeline import configs  # noqa: E402
 
+PREDICT_CHUNK = 256
+"""Files per request from `digits predict` (the server takes up to 1,024)."""
 _COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)\.")
 _KNOWN_NOISE = re.compile(r"[Dd]eprecat|property_predicate is not supported|crcmod package not found")
 
@@ -124,6 +129,46 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from serving.server import ModelServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
+    server = ModelServer(args.model_base_path, args.model_name, host=args.host, rest_port=args.rest_port,
+                         grpc_port=args.grpc_port, poll_seconds=args.poll_seconds).start()
+    print(f"Serving '{args.model_name}' from {args.model_base_path}\n  REST  {server.rest_url}/v1/models/"
+          f"{args.model_name}  (drawing page: {server.rest_url}/)\n  gRPC  {args.host}:{server.grpc_port}\n"
+          "Ctrl-C to stop.", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from serving.client import GrpcClient, RestClient, ServingError
+
+    client = GrpcClient(args.grpc, args.model_name) if args.grpc else RestClient(args.server, args.model_name)
+    try:
+        for start in range(0, len(args.files), PREDICT_CHUNK):
+            paths = args.files[start : start + PREDICT_CHUNK]
+            pictures = []
+            for path in paths:
+                with open(path, "rb") as f:
+                    pictures.append(f.read())
+            for path, prediction in zip(paths, client.classify_pictures(pictures)):
+                print(f"{path}: {prediction.digit} ({prediction.confidence:.1%})")
+    except (OSError, ServingError) as e:
+        print(f"predict failed: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # pylint: disable=broad-except  (gRPC errors carry their own message)
+        print(f"predict failed: {getattr(e, 'details', lambda: e)()}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="digits", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -159,6 +204,23 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--image", default=configs.KUBEFLOW_IMAGE, help="container image with this project")
     comp.add_argument("--verbose", action="store_true")
     comp.set_defaults(func=_cmd_compile)
+
+    serve = commands.add_parser("serve", help="serve pushed models with TF Serving's REST and gRPC APIs")
+    serve.add_argument("--model-base-path", default=configs.serving_model_dir(configs.OUTPUT_ROOT),
+                       help="folder of integer version folders, as the Pusher writes them")
+    serve.add_argument("--model-name", default=configs.MODEL_NAME)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes the server")
+    serve.add_argument("--rest-port", type=int, default=8501)
+    serve.add_argument("--grpc-port", type=int, default=8500)
+    serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    serve.set_defaults(func=_cmd_serve)
+
+    pred = commands.add_parser("predict", help="classify picture files with a running server")
+    pred.add_argument("files", nargs="+", help="PNG (or JPEG, GIF, BMP) files of digits")
+    pred.add_argument("--server", default="http://127.0.0.1:8501", help="REST base URL")
+    pred.add_argument("--grpc", default=None, metavar="HOST:PORT", help="use gRPC at this address instead")
+    pred.add_argument("--model-name", default=configs.MODEL_NAME)
+    pred.set_defaults(func=_cmd_predict)
     return top
 
 

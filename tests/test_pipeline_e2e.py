@@ -20,10 +20,8 @@ SMOKE = configs.PROFILES["smoke"]
 
 
 @pytest.fixture(scope="module")
-def output_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("e2e"))
-    local_runner.run(SMOKE, output_root=root)
-    return root
+def output_root(smoke_output) -> str:
+    return smoke_output
 
 
 def _versions(output_root: str):
@@ -58,7 +56,7 @@ def test_smoke_run_blesses_and_pushes(output_root):
     assert glob.glob(os.path.join(result.trainer_logs, BEST_WEIGHTS) + "*")
 
 
-def test_pushed_model_answers_both_signatures(output_root):
+def test_pushed_model_answers_every_signature(output_root):
     (version,) = _versions(output_root)
     loaded = tf.saved_model.load(os.path.join(configs.serving_model_dir(output_root), version))
     records, pixels, labels = _test_examples(output_root)
@@ -73,6 +71,18 @@ def test_pushed_model_answers_both_signatures(output_root):
         np.testing.assert_allclose(out[features.PROBABILITIES_OUTPUT].numpy(), by_example, atol=1e-5)
         np.testing.assert_array_equal(out[features.DIGIT_OUTPUT].numpy(), by_example.argmax(axis=1))
     assert (by_example.argmax(axis=1) == labels).mean() >= SMOKE.min_accuracy
+    # Pictures through the in-graph decoder: a PNG of each test digit, and the same digit as dark ink
+    # on white paper, give the pixel signature's answer.
+    pngs = [_png(p.reshape(28, 28)) for p in pixels[:20]]
+    inverted = [_png(255 - p.reshape(28, 28)) for p in pixels[:20]]
+    by_bytes = loaded.signatures[features.IMAGE_BYTES_SIGNATURE]
+    for batch in (pngs, inverted):
+        out = by_bytes(**{features.IMAGE_BYTES_INPUT: tf.constant(batch)})
+        np.testing.assert_allclose(out[features.PROBABILITIES_OUTPUT].numpy(), by_example[:20], atol=1e-5)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    return tf.io.encode_png(tf.constant(pixels.astype(np.uint8)[..., None])).numpy()
 
 
 def test_impossible_bar_is_not_blessed_and_keeps_the_served_version(output_root):

@@ -7,16 +7,14 @@ record, because a user with 70,000 records needs to know which one is wrong.
 import csv
 import gzip
 import hashlib
-import io
 import os
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models import features
+from models import features, preprocessing
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_UBYTE = 0x08
@@ -159,33 +157,13 @@ def png_label(path: str) -> int:
     return int(folder)
 
 
-def to_mnist_pixels(image: Image.Image) -> np.ndarray:
-    """Any image -> 28x28 uint8, white digit on black like MNIST.
-
-    Transparent areas count as paper, and a light background (judged on the border) is inverted,
-    so scans and drawings of dark ink on white paper match the training data.
-    """
-    rgba = image.convert("RGBA")
-    paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    grey = Image.alpha_composite(paper, rgba).convert("L")
-    pixels = np.asarray(grey)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if border.mean() > features.MAX_PIXEL / 2:
-        grey = ImageOps.invert(grey)
-    size = (features.IMAGE_SIZE, features.IMAGE_SIZE)
-    if grey.size != size:
-        grey = grey.resize(size, Image.LANCZOS)
-    return np.asarray(grey, dtype=np.uint8)
-
-
 def decode_image(data: bytes, path: str = "<bytes>") -> np.ndarray:
-    """Decodes PNG (or any Pillow-readable) bytes into MNIST-like pixels."""
+    """Decodes a picture file's bytes into MNIST-like uint8 pixels, with the model's own decoder."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return to_mnist_pixels(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DigitDataError(path, f"unreadable image ({e})") from e
+        pixels = preprocessing.decode_image(tf.constant(data))
+    except tf.errors.InvalidArgumentError as e:
+        raise DigitDataError(path, f"unreadable image ({e.message.splitlines()[0]})") from None
+    return pixels.numpy().astype(np.uint8)
 
 
 def read_pngs(paths: Sequence[str]) -> Iterator[Digit]:

@@ -1,0 +1,105 @@
+"""Clients of the TF Serving APIs (this project's server or the real tensorflow_model_server)."""
+
+import base64
+import dataclasses
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from models import features
+from pipeline import configs
+
+
+class ServingError(RuntimeError):
+    """The server refused the request; the message is the server's own."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    digit: int
+    confidence: float
+    probabilities: List[float]
+
+    @classmethod
+    def from_probabilities(cls, probabilities: Sequence[float]) -> "Prediction":
+        probabilities = [float(p) for p in probabilities]
+        digit = int(np.argmax(probabilities))
+        return cls(digit, probabilities[digit], probabilities)
+
+
+class RestClient:
+    def __init__(self, url: str, model_name: str = configs.MODEL_NAME, timeout: float = 30.0):
+        self.base = f"{url.rstrip('/')}/v1/models/{model_name}"
+        self.timeout = timeout
+
+    def _call(self, path: str, body: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("error", e.reason)
+            except ValueError:
+                message = e.reason
+            raise ServingError(f"HTTP {e.code}: {message}") from None
+
+    def status(self) -> Dict[str, Any]:
+        return self._call("")
+
+    def metadata(self) -> Dict[str, Any]:
+        return self._call("/metadata")
+
+    def predict(self, body: Dict[str, Any], version: Optional[int] = None) -> Dict[str, Any]:
+        return self._call(("" if version is None else f"/versions/{version}") + ":predict", body)
+
+    def classify_pictures(self, pictures: Sequence[bytes], version: Optional[int] = None) -> List[Prediction]:
+        """PNG/JPEG files' bytes -> predictions, through the model's in-graph decoder."""
+        body = {
+            "signature_name": features.IMAGE_BYTES_SIGNATURE,
+            "instances": [{"b64": base64.b64encode(p).decode()} for p in pictures],
+        }
+        rows = self.predict(body, version)["predictions"]
+        return [Prediction.from_probabilities(r[features.PROBABILITIES_OUTPUT]) for r in rows]
+
+    def classify_pixels(self, pixels: np.ndarray, version: Optional[int] = None) -> List[Prediction]:
+        """A batch of 28x28 (or 784) pixel arrays, 0-255."""
+        body = {"signature_name": features.IMAGES_SIGNATURE, "instances": np.asarray(pixels).tolist()}
+        rows = self.predict(body, version)["predictions"]
+        return [Prediction.from_probabilities(r[features.PROBABILITIES_OUTPUT]) for r in rows]
+
+
+class GrpcClient:
+    def __init__(self, target: str, model_name: str = configs.MODEL_NAME, timeout: float = 30.0):
+        import grpc  # Only gRPC users pay for these imports.
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self.model_name = model_name
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target)
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+
+    def predict(self, signature_name: str, inputs: Dict[str, np.ndarray], version: Optional[int] = None) -> Dict[str, np.ndarray]:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = signature_name
+        if version is not None:
+            request.model_spec.version.value = version
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        response = self.stub.Predict(request, timeout=self.timeout)
+        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+
+    def classify_pictures(self, pictures: Sequence[bytes], version: Optional[int] = None) -> List[Prediction]:
+        outputs = self.predict(features.IMAGE_BYTES_SIGNATURE, {features.IMAGE_BYTES_INPUT: np.array(pictures, dtype=object)}, version)
+        return [Prediction.from_probabilities(p) for p in outputs[features.PROBABILITIES_OUTPUT]]
+
+    def close(self) -> None:
+        self.channel.close()
