@@ -8,7 +8,7 @@ PROFILE ?= standard
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run smoke test lock clean
+.PHONY: setup browser run smoke test lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ run: setup
 smoke: setup
 	$(BIN)/digits run --profile smoke
 
-test: setup
+# Debian's chromium, for the drawing-page test (the machine cannot download a browser of its own).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is not installed (as root: apt-get install chromium); the drawing-page test will be skipped"; fi; }
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 lock: $(BIN)/uv

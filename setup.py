@@ -16,7 +16,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
                                     "models", "models.*", "serving", "serving.*"]),
-    package_data={"": ["*.pbtxt"]},
+    package_data={"serving": ["static/*.html", "deploy/*.yml", "deploy/*.yaml"]},
     install_requires=[
         "tfx[kfp]>=1.16,<1.17",
         "tensorflow>=2.16,<2.17",

@@ -20,7 +20,8 @@ class ModelServer:
                  grpc_port: Optional[int] = 8500, poll_seconds: float = 2.0, keep_versions: int = 2):
         self.store = ModelStore(model_base_path, model_name, keep_versions=keep_versions)
         self.poll_seconds = poll_seconds
-        page = open(STATIC_PAGE, "rb").read() if os.path.exists(STATIC_PAGE) else None
+        with open(STATIC_PAGE, "rb") as f:
+            page = f.read().replace(b"__MODEL_NAME__", model_name.encode())
         self.http = rest.make_server(self.store, host, rest_port, static_page=page)
         self.grpc, self.grpc_port = (None, None) if grpc_port is None else grpc_service.make_server(self.store, host, grpc_port)
         self._thread: Optional[threading.Thread] = None
