@@ -88,6 +88,13 @@ def _setup_logging(verbose: bool) -> ComponentTimer:
     return timer
 
 
+def _label(text: str):
+    name, _, version = text.partition("=")
+    if not name or not version.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=VERSION, got {text!r}")
+    return name, int(version)
+
+
 def _profile(name: str) -> configs.Profile:
     return configs.PROFILES[name]
 
@@ -134,7 +141,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
     server = ModelServer(args.model_base_path, args.model_name, host=args.host, rest_port=args.rest_port,
-                         grpc_port=args.grpc_port, poll_seconds=args.poll_seconds).start()
+                         grpc_port=args.grpc_port, poll_seconds=args.poll_seconds,
+                         keep_versions=args.keep_versions, labels=dict(args.label)).start()
     print(f"Serving '{args.model_name}' from {args.model_base_path}\n  REST  {server.rest_url}/v1/models/"
           f"{args.model_name}  (drawing page: {server.rest_url}/)\n  gRPC  {args.host}:{server.grpc_port}\n"
           "Ctrl-C to stop.", flush=True)
@@ -148,6 +156,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import grpc
+
     from serving.client import GrpcClient, RestClient, ServingError
 
     client = GrpcClient(args.grpc, args.model_name) if args.grpc else RestClient(args.server, args.model_name)
@@ -163,8 +173,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     except (OSError, ServingError) as e:
         print(f"predict failed: {e}", file=sys.stderr)
         return 1
-    except Exception as e:  # pylint: disable=broad-except  (gRPC errors carry their own message)
-        print(f"predict failed: {getattr(e, 'details', lambda: e)()}", file=sys.stderr)
+    except grpc.RpcError as e:
+        print(f"predict failed: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
     return 0
 
@@ -213,6 +223,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest-port", type=int, default=8501)
     serve.add_argument("--grpc-port", type=int, default=8500)
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    serve.add_argument("--keep-versions", type=int, default=2, help="newest versions kept loaded (for pinning)")
+    serve.add_argument("--label", type=_label, action="append", default=[], metavar="NAME=VERSION",
+                       help="version label, as TF Serving's version_labels, e.g. --label stable=1795441546")
     serve.set_defaults(func=_cmd_serve)
 
     pred = commands.add_parser("predict", help="classify picture files with a running server")

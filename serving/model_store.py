@@ -61,8 +61,9 @@ def load_version(path: str, version: int) -> LoadedModel:
 class ModelStore:
     """The served versions of one model.
 
-    Requests read `self._models` once and keep the model they got, while a swap replaces the whole dict:
-    a request in flight during a swap finishes on the version it started with, and none waits on a load.
+    Requests read `self._models` once and keep the model they got, while a swap replaces the whole dict
+    (one writer: the watch thread): a request in flight during a swap finishes on the version it started
+    with, and none waits on a load.
     """
 
     def __init__(self, base_path: str, model_name: str, keep_versions: int = 2, labels: Optional[Dict[str, int]] = None):
@@ -72,7 +73,6 @@ class ModelStore:
         self.labels = dict(labels or {})
         self._models: Dict[int, LoadedModel] = {}
         self._failed: Dict[int, Tuple[float, str]] = {}
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -88,16 +88,19 @@ class ModelStore:
         return sorted(versions, reverse=True)
 
     def refresh(self) -> None:
-        """Loads the newest `keep_versions` ready versions, unloads the rest. Never raises."""
-        ready = self.ready_versions()
-        for version in ready[: self.keep_versions]:
+        """Serves the newest `keep_versions` versions that load (older ones stand in for failed newer
+        ones) and unloads the rest. Never raises: a bad version is reported in `status`."""
+        keep: List[int] = []
+        for version in self.ready_versions():
+            if len(keep) == self.keep_versions:
+                break
             if version not in self._models:
                 self._load(version)
-        keep = [v for v in ready if v in self._models][: self.keep_versions]
+            if version in self._models:
+                keep.append(version)
         dropped = sorted(set(self._models) - set(keep))
         if dropped:
-            with self._lock:
-                self._models = {v: m for v, m in self._models.items() if v in keep}
+            self._models = {v: m for v, m in self._models.items() if v in keep}
             log.info("Unloaded versions %s of %s", dropped, self.model_name)
 
     def _load(self, version: int) -> None:
@@ -115,8 +118,7 @@ class ModelStore:
                       version, self.model_name, sorted(self._models) or "nothing", message)
             return
         self._failed.pop(version, None)
-        with self._lock:
-            self._models = {**self._models, version: model}
+        self._models = {**self._models, version: model}
         log.info("Loaded version %d of %s in %.1f s", version, self.model_name, time.time() - started)
 
     def get(self, version: Optional[int] = None, label: Optional[str] = None) -> LoadedModel:

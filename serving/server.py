@@ -3,7 +3,7 @@
 import logging
 import os
 import threading
-from typing import Optional
+from typing import Dict, Optional
 
 from serving import grpc_service, rest
 from serving.model_store import ModelStore
@@ -17,8 +17,9 @@ class ModelServer:
     """Serves `<model_base_path>/<version>/` as TF Serving would; binds to loopback unless told otherwise."""
 
     def __init__(self, model_base_path: str, model_name: str, host: str = "127.0.0.1", rest_port: int = 8501,
-                 grpc_port: Optional[int] = 8500, poll_seconds: float = 2.0, keep_versions: int = 2):
-        self.store = ModelStore(model_base_path, model_name, keep_versions=keep_versions)
+                 grpc_port: Optional[int] = 8500, poll_seconds: float = 2.0, keep_versions: int = 2,
+                 labels: Optional[Dict[str, int]] = None):
+        self.store = ModelStore(model_base_path, model_name, keep_versions=keep_versions, labels=labels)
         self.poll_seconds = poll_seconds
         with open(STATIC_PAGE, "rb") as f:
             page = f.read().replace(b"__MODEL_NAME__", model_name.encode())

@@ -1,7 +1,5 @@
 """AnomalyGate turns ExampleValidator's anomalies into one readable error."""
 
-import os
-
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils, standard_artifacts
 

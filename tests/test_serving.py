@@ -213,10 +213,28 @@ def test_version_pinning_hot_swap_and_a_corrupt_version(server, model_source, te
     statuses = {s["version"]: s for s in client.status()["model_version_status"]}
     assert statuses["2"]["state"] == "AVAILABLE" and statuses["1"]["state"] == "AVAILABLE"
     assert statuses["3"]["state"] == "END" and statuses["3"]["status"]["error_message"]
+    # A label names a version, as TF Serving's version_labels do.
+    server.store.labels["stable"] = 1
+    assert http(f"{server.rest_url}/v1/models/digits/labels/stable")[1]["model_version_status"][0]["version"] == "1"
     latest = client.predict({"signature_name": features.IMAGES_SIGNATURE, "instances": pixels[:1].tolist()})
     pinned = client.predict({"signature_name": features.IMAGES_SIGNATURE, "instances": pixels[:1].tolist()}, version=1)
     assert latest == pinned  # Same weights pushed twice.
     assert http(f"{server.rest_url}/v1/models/digits/versions/3:predict", {"instances": [[0] * 784]})[0] == 404
+
+
+def test_older_version_stands_in_when_the_newest_are_corrupt(tmp_path, model_source):
+    from serving.model_store import ModelStore
+
+    base = str(tmp_path / "digits")
+    push(model_source, base, 1)
+    for bad in (2, 3):
+        os.makedirs(os.path.join(base, str(bad)))
+        with open(os.path.join(base, str(bad), SAVED_MODEL_FILE), "wb") as f:
+            f.write(b"not a SavedModel")
+    store = ModelStore(base, configs.MODEL_NAME, keep_versions=2)
+    store.refresh()
+    assert store.get().version == 1
+    assert {s.version: s.state for s in store.status()} == {1: "AVAILABLE", 2: "END", 3: "END"}
 
 
 def test_grpc_answers_as_rest_does(server, test_digits):
