@@ -27,10 +27,14 @@ from absl import logging as absl_logging  # noqa: E402
 
 from pipeline import configs  # noqa: E402
 
+LOG_FORMAT, LOG_DATE_FORMAT = "%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S"
 PREDICT_CHUNK = 256
 """Files per request from `digits predict` (the server takes up to 1,024)."""
 _COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)\.")
-_KNOWN_NOISE = re.compile(r"[Dd]eprecat|property_predicate is not supported|crcmod package not found")
+_KNOWN_NOISE = re.compile(
+    r"[Dd]eprecat|property_predicate is not supported|crcmod package not found"
+    r"|does not have payload_format custom property"  # TFX 1.16 on Transform's output; harmless.
+)
 
 
 class ComponentTimer(logging.Filter):
@@ -69,16 +73,13 @@ class ReadableLogs(logging.Filter):
 def _setup_logging(verbose: bool) -> ComponentTimer:
     """Filters sit on the loggers, not on handlers, so they hold whichever handler a library installs."""
     absl_logging.set_verbosity(absl_logging.INFO)
-    absl_logging.get_absl_handler().setFormatter(
-        logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S")
-    )
     timer = ComponentTimer()
     absl_logger = logging.getLogger("absl")
     absl_logger.addFilter(timer)
     if not logging.getLogger().handlers:
         logging.basicConfig()
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
     if not verbose:
         for name in ("absl", "tensorflow", ""):
             logging.getLogger(name).addFilter(ReadableLogs())
@@ -100,9 +101,9 @@ def _profile(name: str) -> configs.Profile:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    timer = _setup_logging(args.verbose)
     from pipeline import local_runner, summary  # Heavy imports: only for the command that needs them.
 
-    timer = _setup_logging(args.verbose)
     started = time.time()
     profile = _profile(args.profile)
     print(f"Running pipeline '{configs.PIPELINE_NAME}', profile '{profile.name}', data {args.data}, "
@@ -125,9 +126,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
     from pipeline import kubeflow_runner
 
-    _setup_logging(args.verbose)
     path = kubeflow_runner.compile_pipeline(
         args.output_file, _profile(args.profile), data_root=args.data,
         pipeline_root=args.pipeline_root, image=args.image,
@@ -139,7 +140,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from serving.server import ModelServer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
     server = ModelServer(args.model_base_path, args.model_name, host=args.host, rest_port=args.rest_port,
                          grpc_port=args.grpc_port, poll_seconds=args.poll_seconds,
                          keep_versions=args.keep_versions, labels=dict(args.label)).start()
