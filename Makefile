@@ -6,7 +6,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= standard
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: setup browser run smoke test lock clean
 

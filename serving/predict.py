@@ -68,7 +68,8 @@ def to_tensor(name: str, value: Any, spec: tf.TensorSpec) -> tf.Tensor:
             raise BadRequestError(f"input '{name}' must be numbers ({spec.dtype.name}), got {array.dtype.name} values")
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise BadRequestError(f"input '{name}' contains NaN or infinity")
-        cast = array.astype(spec.dtype.as_numpy_dtype)
+        with np.errstate(over="ignore"):  # Overflow becomes inf, refused just below.
+            cast = array.astype(spec.dtype.as_numpy_dtype)
         if cast.dtype.kind == "f" and not np.isfinite(cast).all():
             raise BadRequestError(f"input '{name}' has values too large for {spec.dtype.name}")
         array = cast

@@ -1,14 +1,18 @@
 """Writers of small digit datasets in every input format, for tests to build good and bad files."""
 
 import csv
+import glob
 import gzip
 import os
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from components.digit_example_gen.readers import idx_bytes
+from models import features
+from pipeline import configs
 
 
 def random_digits(count: int, seed: int = 0):
@@ -53,3 +57,18 @@ def write_pngs(folder: str, images: np.ndarray, labels: Sequence[int]) -> list:
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """A 28x28 uint8-range array as PNG file bytes."""
+    return tf.io.encode_png(tf.constant(np.asarray(pixels).astype(np.uint8)[..., None])).numpy()
+
+
+def pipeline_test_digits(output_root: str, count: int) -> Tuple[List[bytes], np.ndarray, np.ndarray]:
+    """The first `count` test-split examples a pipeline run ingested: serialized, pixels (n, 28, 28), labels."""
+    pattern = os.path.join(configs.pipeline_root(output_root), "DigitExampleGen", "examples", "*", "Split-test", "*.gz")
+    records = [r.numpy() for r in tf.data.TFRecordDataset(glob.glob(pattern), compression_type="GZIP").take(count)]
+    examples = [tf.train.Example.FromString(r) for r in records]
+    pixels = np.array([e.features.feature[features.IMAGE_KEY].int64_list.value for e in examples], np.float32)
+    labels = np.array([e.features.feature[features.LABEL_KEY].int64_list.value[0] for e in examples])
+    return records, pixels.reshape(-1, features.IMAGE_SIZE, features.IMAGE_SIZE), labels

@@ -15,6 +15,7 @@ from components.anomaly_gate import DataAnomaliesError
 from models import features
 from models.model import BEST_WEIGHTS, METRICS_CSV
 from pipeline import configs, local_runner, summary
+from tests import digit_files
 
 SMOKE = configs.PROFILES["smoke"]
 
@@ -26,15 +27,6 @@ def output_root(smoke_output) -> str:
 
 def _versions(output_root: str):
     return sorted(os.listdir(configs.serving_model_dir(output_root)))
-
-
-def _test_examples(output_root: str, count: int = 200):
-    files = glob.glob(os.path.join(configs.pipeline_root(output_root), "DigitExampleGen", "examples", "*", "Split-test", "*.gz"))
-    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
-    examples = [tf.train.Example.FromString(r) for r in records]
-    pixels = np.array([e.features.feature[features.IMAGE_KEY].int64_list.value for e in examples], np.float32)
-    labels = np.array([e.features.feature[features.LABEL_KEY].int64_list.value[0] for e in examples])
-    return records, pixels, labels
 
 
 def test_smoke_run_blesses_and_pushes(output_root):
@@ -59,7 +51,7 @@ def test_smoke_run_blesses_and_pushes(output_root):
 def test_pushed_model_answers_every_signature(output_root):
     (version,) = _versions(output_root)
     loaded = tf.saved_model.load(os.path.join(configs.serving_model_dir(output_root), version))
-    records, pixels, labels = _test_examples(output_root)
+    records, pixels, labels = digit_files.pipeline_test_digits(output_root, 200)
     by_example = loaded.signatures[features.EXAMPLES_SIGNATURE](
         **{features.EXAMPLES_INPUT: tf.constant(records)}
     )[features.PROBABILITIES_OUTPUT].numpy()
@@ -73,16 +65,12 @@ def test_pushed_model_answers_every_signature(output_root):
     assert (by_example.argmax(axis=1) == labels).mean() >= SMOKE.min_accuracy
     # Pictures through the in-graph decoder: a PNG of each test digit, and the same digit as dark ink
     # on white paper, give the pixel signature's answer.
-    pngs = [_png(p.reshape(28, 28)) for p in pixels[:20]]
-    inverted = [_png(255 - p.reshape(28, 28)) for p in pixels[:20]]
+    pngs = [digit_files.png_bytes(p) for p in pixels[:20]]
+    inverted = [digit_files.png_bytes(255 - p) for p in pixels[:20]]
     by_bytes = loaded.signatures[features.IMAGE_BYTES_SIGNATURE]
     for batch in (pngs, inverted):
         out = by_bytes(**{features.IMAGE_BYTES_INPUT: tf.constant(batch)})
         np.testing.assert_allclose(out[features.PROBABILITIES_OUTPUT].numpy(), by_example[:20], atol=1e-5)
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    return tf.io.encode_png(tf.constant(pixels.astype(np.uint8)[..., None])).numpy()
 
 
 def test_impossible_bar_is_not_blessed_and_keeps_the_served_version(output_root):

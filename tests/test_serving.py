@@ -12,7 +12,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from models import features
 from pipeline import cli, configs
@@ -20,6 +19,7 @@ from serving import predict
 from serving.client import GrpcClient, RestClient
 from serving.model_store import SAVED_MODEL_FILE
 from serving.server import ModelServer
+from tests import digit_files
 
 
 def _pushed_version(smoke_output: str) -> str:
@@ -41,12 +41,7 @@ def model_source(smoke_output) -> str:
 
 @pytest.fixture(scope="module")
 def test_digits(smoke_output):
-    files = glob.glob(os.path.join(configs.pipeline_root(smoke_output), "DigitExampleGen", "examples", "*", "Split-test", "*.gz"))
-    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(32)]
-    examples = [tf.train.Example.FromString(r) for r in records]
-    pixels = np.array([e.features.feature[features.IMAGE_KEY].int64_list.value for e in examples]).reshape(-1, 28, 28)
-    labels = np.array([e.features.feature[features.LABEL_KEY].int64_list.value[0] for e in examples])
-    return records, pixels, labels
+    return digit_files.pipeline_test_digits(smoke_output, 32)
 
 
 @pytest.fixture()
@@ -73,10 +68,6 @@ def wait_for(condition, seconds: float = 60.0) -> None:
     while not condition():
         assert time.time() < deadline, "condition not met in time"
         time.sleep(0.1)
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    return tf.io.encode_png(tf.constant(pixels.astype(np.uint8)[..., None])).numpy()
 
 
 def test_binds_loopback_by_default(tmp_path):
@@ -121,7 +112,7 @@ def test_b64_examples_and_png_pictures(server, test_digits):
     api = f"{server.rest_url}/v1/models/digits:predict"
     code, by_example = http(api, {"instances": [{"b64": base64.b64encode(r).decode()} for r in records]})
     assert code == 200 and len(by_example["predictions"]) == len(records)
-    pictures = [{"b64": base64.b64encode(_png(p)).decode()} for p in pixels]
+    pictures = [{"b64": base64.b64encode(digit_files.png_bytes(p)).decode()} for p in pixels]
     code, by_png = http(api, {"signature_name": features.IMAGE_BYTES_SIGNATURE, "instances": pictures})
     assert code == 200
     np.testing.assert_allclose([r[features.PROBABILITIES_OUTPUT] for r in by_png["predictions"]],
@@ -134,7 +125,7 @@ def test_predict_cli_prints_digit_and_confidence(server, test_digits, tmp_path, 
     for i, p in enumerate(pixels[:3]):
         paths.append(str(tmp_path / f"digit{i}.png"))
         with open(paths[-1], "wb") as f:
-            f.write(_png(p))
+            f.write(digit_files.png_bytes(p))
     assert cli.main(["predict", *paths, "--server", server.rest_url]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     expected = RestClient(server.rest_url).classify_pixels(pixels[:3])
@@ -247,7 +238,7 @@ def test_grpc_answers_as_rest_does(server, test_digits):
         outputs = client.predict(features.IMAGES_SIGNATURE, {features.IMAGES_INPUT: pixels.astype(np.float32)})
         rest = RestClient(server.rest_url).predict({"signature_name": features.IMAGES_SIGNATURE, "inputs": pixels.tolist()})
         np.testing.assert_allclose(outputs[features.PROBABILITIES_OUTPUT], rest["outputs"][features.PROBABILITIES_OUTPUT], atol=1e-6)
-        pictures = [_png(p) for p in pixels[:5]]
+        pictures = [digit_files.png_bytes(p) for p in pixels[:5]]
         assert [p.digit for p in client.classify_pictures(pictures)] == [p.digit for p in RestClient(server.rest_url).classify_pictures(pictures)]
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = configs.MODEL_NAME
