@@ -19,6 +19,7 @@ COPY pipeline pipeline
 COPY components components
 COPY models models
 COPY serving serving
+COPY reports reports
 COPY schema schema
 COPY data data
 # Editable, so configs.PROJECT_ROOT is /app, where data/ and schema/ are.

@@ -15,7 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "models", "models.*", "serving", "serving.*"]),
+                                    "models", "models.*", "serving", "serving.*", "reports", "reports.*"]),
     package_data={"serving": ["static/*.html", "deploy/*.yml", "deploy/*.yaml"]},
     install_requires=[
         "tfx[kfp]>=1.16,<1.17",
@@ -30,7 +30,8 @@ setup(
         "dill",
         "numpy>=1.26,<2",
         "pillow>=10",
+        "matplotlib>=3.8",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "hypothesis>=6", "nbclient>=0.10", "ipykernel>=6", "playwright>=1.40"]},
     entry_points={"console_scripts": ["digits=pipeline.cli:main"]},
 )

@@ -4,6 +4,7 @@
     digits compile --target kubeflow [--output-file FILE] [--pipeline-root URI] [--image IMAGE]
     digits serve [--model-base-path DIR] [--rest-port 8501] [--grpc-port 8500] [--host 127.0.0.1]
     digits predict FILE.png ... [--server http://127.0.0.1:8501 | --grpc 127.0.0.1:8500]
+    digits report [--output DIR]
 """
 
 import argparse
@@ -62,7 +63,7 @@ class ReadableLogs(logging.Filter):
 
     def __init__(self):
         super().__init__()
-        self._own = tuple(os.path.join(configs.PROJECT_ROOT, p) + os.sep for p in ("models", "components", "pipeline"))
+        self._own = tuple(os.path.join(configs.PROJECT_ROOT, p) + os.sep for p in ("models", "components", "pipeline", "reports"))
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
@@ -120,8 +121,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
     result = summary.latest_run(configs.metadata_path(args.output))
     result.component_seconds = timer.seconds
+    status = 0
+    if result.evaluation_uri:
+        try:
+            result.report = _write_report(args.output, result)
+        except Exception as e:  # pylint: disable=broad-except
+            print(f"The run finished, but its report failed: {e}", file=sys.stderr)
+            status = 1
     print(f"\nRun finished in {time.time() - started:.0f} s")
     print("\n".join(result.lines()))
+    return status
+
+
+def _write_report(output_root: str, run=None) -> str:
+    from reports import run_report
+
+    started = time.time()
+    path = run_report.write_report(output_root, run)
+    logging.getLogger("absl").info("Report written in %.0f s: %s", time.time() - started, path)
+    return path
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    from reports.run_report import ReportError
+
+    try:
+        path = _write_report(args.output)
+    except ReportError as e:
+        print(f"report failed: {e}", file=sys.stderr)
+        return 1
+    print(f"Report: {path}")
     return 0
 
 
@@ -228,6 +258,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--label", type=_label, action="append", default=[], metavar="NAME=VERSION",
                        help="version label, as TF Serving's version_labels, e.g. --label stable=1795441546")
     serve.set_defaults(func=_cmd_serve)
+
+    report = commands.add_parser("report", help="(re)write the report of the newest evaluated run")
+    report.add_argument("--output", default=configs.OUTPUT_ROOT, help="the run's --output folder")
+    report.add_argument("--verbose", action="store_true")
+    report.set_defaults(func=_cmd_report)
 
     pred = commands.add_parser("predict", help="classify picture files with a running server")
     pred.add_argument("files", nargs="+", help="PNG (or JPEG, GIF, BMP) files of digits")

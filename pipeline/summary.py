@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 import ml_metadata as mlmd
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_model_analysis.writers import eval_config_writer
 from tfx import v1 as tfx
 
 ACCURACY = "sparse_categorical_accuracy"
@@ -17,18 +18,26 @@ ACCURACY = "sparse_categorical_accuracy"
 
 @dataclasses.dataclass
 class RunSummary:
+    run_id: Optional[str] = None
+    run_seconds: Optional[float] = None
+    """From the first execution's start to the last one's end, as ML Metadata recorded them."""
     accuracy: Optional[float] = None
     blessed: Optional[bool] = None
     pushed: Optional[bool] = None
     pushed_to: Optional[str] = None
+    pushed_version: Optional[str] = None
+    examples_uri: Optional[str] = None
+    statistics_uri: Optional[str] = None
+    transform_graph_uri: Optional[str] = None
     model_uri: Optional[str] = None
     evaluation_uri: Optional[str] = None
     trainer_logs: Optional[str] = None
+    report: Optional[str] = None
     component_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     def lines(self) -> List[str]:
         accuracy = "n/a" if self.accuracy is None else f"{self.accuracy:.4%}"
-        pushed = f"yes, to {self.pushed_to}" if self.pushed else "no"
+        pushed = f"yes, version {self.pushed_version}, to {self.pushed_to}" if self.pushed else "no"
         out = [
             f"test accuracy      {accuracy}",
             f"blessed            {'yes' if self.blessed else 'no'}",
@@ -37,6 +46,8 @@ class RunSummary:
             f"evaluation (TFMA)  {self.evaluation_uri}",
             f"training logs      {self.trainer_logs}  (TensorBoard, metrics.csv)",
         ]
+        if self.report:
+            out.append(f"report             {self.report}")
         if self.component_seconds:
             out.append("wall time per component:")
             out += [f"  {name:32s} {seconds:8.1f} s" for name, seconds in self.component_seconds.items()]
@@ -50,34 +61,52 @@ def _store(metadata_path: str) -> mlmd.MetadataStore:
     return mlmd.MetadataStore(config)
 
 
-def overall_accuracy(evaluation_uri: str) -> Optional[float]:
-    """Accuracy on the overall slice of a TFMA evaluation output."""
-    result = tfma.load_eval_result(evaluation_uri)
-    for slice_key, metrics in result.slicing_metrics:
+def load_evaluation(evaluation_uri: str, model_name: str = tfma.CANDIDATE_KEY) -> Optional[tfma.EvalResult]:
+    """A model's results in a TFMA evaluation output: the candidate's by default, or the baseline's
+    (None if the run had no baseline). A single-model evaluation's model is the candidate."""
+    _, _, _, models = eval_config_writer.load_eval_run(evaluation_uri)
+    if model_name not in models:
+        return None if model_name != tfma.CANDIDATE_KEY else tfma.load_eval_result(evaluation_uri)
+    return tfma.load_eval_result(evaluation_uri, model_name=model_name)
+
+
+def overall_accuracy(evaluation_uri: str, model_name: str = tfma.CANDIDATE_KEY) -> Optional[float]:
+    """Accuracy on the overall slice of a model in a TFMA evaluation output."""
+    result = load_evaluation(evaluation_uri, model_name)
+    for slice_key, metrics in result.slicing_metrics if result else ():
         if slice_key == ():
             value = metrics[""][""].get(ACCURACY, {})
             return value.get("doubleValue")
     return None
 
 
-def latest_run(metadata_path: str) -> RunSummary:
-    """Summary of the newest pipeline run recorded in the store."""
-    store = _store(metadata_path)
-    runs = store.get_contexts_by_type("pipeline_run")
-    summary = RunSummary()
-    if not runs:
-        return summary
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+def _summarise(store: mlmd.MetadataStore, run: metadata_store_pb2.Context) -> RunSummary:
     type_names = {t.id: t.name for t in store.get_artifact_types()}
+    executions = store.get_executions_by_context(run.id)
+    # Transform also outputs Examples, ExampleStatistics and Schema: only its TransformGraph is wanted.
+    producers = {
+        event.artifact_id: event.execution_id
+        for event in store.get_events_by_execution_ids([e.id for e in executions])
+        if event.type == metadata_store_pb2.Event.OUTPUT
+    }
+    execution_type = {e.id: store.get_execution_types_by_id([e.type_id])[0].name for e in executions}
     latest: Dict[str, metadata_store_pb2.Artifact] = {}
     for artifact in sorted(store.get_artifacts_by_context(run.id), key=lambda a: a.id):
-        latest[type_names[artifact.type_id]] = artifact
-    if "Model" in latest:
-        summary.model_uri = latest["Model"].uri
-    if "ModelRun" in latest:
-        summary.trainer_logs = latest["ModelRun"].uri
-    if "ModelEvaluation" in latest:
-        summary.evaluation_uri = latest["ModelEvaluation"].uri
+        producer = execution_type.get(producers.get(artifact.id), "")
+        if not producer.endswith("Transform") or type_names[artifact.type_id] == "TransformGraph":
+            latest[type_names[artifact.type_id]] = artifact
+    summary = RunSummary(run_id=run.name)
+    if executions:
+        start = min(e.create_time_since_epoch for e in executions)
+        summary.run_seconds = (max(e.last_update_time_since_epoch for e in executions) - start) / 1000.0
+    uri = {name: artifact.uri for name, artifact in latest.items()}
+    summary.examples_uri = uri.get("Examples")
+    summary.statistics_uri = uri.get("ExampleStatistics")
+    summary.transform_graph_uri = uri.get("TransformGraph")
+    summary.model_uri = uri.get("Model")
+    summary.trainer_logs = uri.get("ModelRun")
+    summary.evaluation_uri = uri.get("ModelEvaluation")
+    if summary.evaluation_uri:
         summary.accuracy = overall_accuracy(summary.evaluation_uri)
     if "ModelBlessing" in latest:
         summary.blessed = latest["ModelBlessing"].custom_properties["blessed"].int_value == 1
@@ -85,4 +114,17 @@ def latest_run(metadata_path: str) -> RunSummary:
         props = latest["PushedModel"].custom_properties
         summary.pushed = props["pushed"].int_value == 1
         summary.pushed_to = props["pushed_destination"].string_value or None
+        summary.pushed_version = props["pushed_version"].string_value or None
     return summary
+
+
+def latest_run(metadata_path: str, evaluated: bool = False) -> RunSummary:
+    """Summary of the newest pipeline run recorded in the store; with `evaluated`, of the newest run
+    that got as far as the Evaluator (runs stopped earlier, e.g. by bad data, have nothing to report)."""
+    store = _store(metadata_path)
+    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id))
+    for run in reversed(runs):
+        summary = _summarise(store, run)
+        if summary.evaluation_uri or not evaluated:
+            return summary
+    return RunSummary()

@@ -71,6 +71,7 @@ class Handler(BaseHTTPRequestHandler):
     static_page: Optional[bytes] = None
     server_version = "digits-serving"
     protocol_version = "HTTP/1.1"
+    _body_read = False
 
     def log_message(self, format: str, *args: Any) -> None:  # pylint: disable=redefined-builtin
         log.debug("%s %s", self.address_string(), format % args)
@@ -79,6 +80,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if self.command == "POST" and not self._body_read:
+            # The unread body would be parsed as the next request on this connection: close it.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
@@ -103,12 +108,14 @@ class Handler(BaseHTTPRequestHandler):
         if int(length) > MAX_BODY_BYTES:
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"Request body over {MAX_BODY_BYTES} bytes")
         raw = self.rfile.read(int(length))
+        self._body_read = True
         try:
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"JSON Parse error: {e}") from None
 
     def _handle(self, method: str) -> None:
+        self._body_read = False
         try:
             if method == "GET" and self.path in ("/", "/index.html") and self.static_page:
                 self._send(HTTPStatus.OK, self.static_page, "text/html; charset=utf-8")

@@ -23,3 +23,8 @@ def test_run_on_missing_data_fails_with_the_path(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert f"{missing}: no digit data found" in err
+
+
+def test_report_without_a_run_says_so(tmp_path, capsys):
+    assert cli.main(["report", "--output", str(tmp_path)]) == 1
+    assert f"no pipeline runs under {tmp_path}" in capsys.readouterr().err

@@ -6,6 +6,7 @@ The tests in this module share one output folder and run in order, as a user's s
 import csv
 import glob
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ from components.anomaly_gate import DataAnomaliesError
 from models import features
 from models.model import BEST_WEIGHTS, METRICS_CSV
 from pipeline import configs, local_runner, summary
+from reports import figures, run_report
 from tests import digit_files
+from tests.test_drawing_page import CHROMIUM, CHROMIUM_ARGS
 
 SMOKE = configs.PROFILES["smoke"]
 
@@ -73,12 +76,85 @@ def test_pushed_model_answers_every_signature(output_root):
         np.testing.assert_allclose(out[features.PROBABILITIES_OUTPUT].numpy(), by_example[:20], atol=1e-5)
 
 
+REPORT_FILES = {"index.html", "training_curves.png", "confusion_matrix.png", "mistakes.png", "feature_maps.png",
+                "samples_per_class.png", "label_distribution.png", "classification_report.csv",
+                "classification_report.txt", "confusion_matrix.csv", "confusion_pairs.csv"}
+
+
+def test_report_of_the_blessed_run(output_root):
+    path = run_report.write_report(output_root)
+    folder = os.path.dirname(path)
+    assert REPORT_FILES <= set(os.listdir(folder))
+    assert os.path.realpath(os.path.join(run_report.reports_root(output_root), run_report.LATEST)) == folder
+    result = summary.latest_run(configs.metadata_path(output_root))
+    # The report's own predictions (raw-pixel signature) agree with TFMA's (tf.Example signature).
+    with open(os.path.join(folder, "classification_report.csv")) as f:
+        rows = {row["digit"]: row for row in csv.DictReader(f)}
+    assert float(rows["accuracy"]["f1"]) == pytest.approx(result.accuracy, abs=1e-6)
+    assert int(rows["accuracy"]["support"]) == SMOKE.test_limit
+    with open(os.path.join(folder, "confusion_matrix.csv")) as f:
+        matrix = np.array([row[1:] for row in list(csv.reader(f))[1:]], dtype=int)
+    assert matrix.shape == (10, 10) and matrix.sum() == SMOKE.test_limit
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(result.accuracy, abs=1e-6)
+    page = pathlib.Path(path).read_text()
+    assert f"model version<b>{result.pushed_version}</b>" in page and "blessed<b>yes</b>" in page
+    assert f"{result.accuracy:.2%}" in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: `make browser` (root) installs it")
+def test_report_page_loads_every_image_in_chromium(output_root):
+    from playwright.sync_api import sync_playwright
+
+    path = os.path.join(run_report.reports_root(output_root), run_report.LATEST, "index.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page()
+        page.goto(pathlib.Path(path).resolve().as_uri())
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        browser.close()
+    assert {src for src, _, _ in images} == {f for f in REPORT_FILES if f.endswith(".png")}
+    assert all(complete and width > 0 for _, complete, width in images), images
+
+
+def test_failed_report_leaves_the_previous_one_whole(output_root, monkeypatch):
+    latest = os.path.join(run_report.reports_root(output_root), run_report.LATEST)
+    before = sorted(os.listdir(latest))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(figures, "feature_maps", broken)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        run_report.write_report(output_root)
+    assert sorted(os.listdir(latest)) == before
+    assert not [n for n in os.listdir(run_report.reports_root(output_root)) if n.startswith(".")]
+
+
 def test_impossible_bar_is_not_blessed_and_keeps_the_served_version(output_root):
     before = _versions(output_root)
     local_runner.run(SMOKE, output_root=output_root, min_accuracy=0.9999)
     result = summary.latest_run(configs.metadata_path(output_root))
     assert result.blessed is False and result.pushed is False
     assert _versions(output_root) == before
+
+
+def test_evaluation_notebook_runs_and_compares_with_the_baseline(output_root, monkeypatch):
+    import nbclient
+    import nbformat
+
+    # After the previous test, the newest evaluation holds a candidate and a baseline.
+    monkeypatch.setenv("DIGITS_OUTPUT", output_root)
+    notebook_dir = os.path.join(configs.PROJECT_ROOT, "notebooks")
+    notebook = nbformat.read(os.path.join(notebook_dir, "evaluation.ipynb"), as_version=4)
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": notebook_dir}}).execute()
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "baseline model:" in printed and "Validation failed" in printed
+    pictures = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(pictures) == 2
+    html = "".join(o.get("data", {}).get("text/html", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "facets-overview" in html  # TFDV's statistics view of the run's StatisticsGen output
 
 
 def test_anomalies_stop_the_run_before_training(output_root, tmp_path):

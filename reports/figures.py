@@ -1,0 +1,134 @@
+"""The report's pictures (PNG, matplotlib without a display), kept small enough to commit."""
+
+from typing import Dict, List, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from models import features  # noqa: E402
+
+DPI = 80
+DIGITS = list(range(features.NUM_CLASSES))
+
+
+def _save(fig: plt.Figure, path: str) -> str:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _digit_axes(ax: plt.Axes, pixels: np.ndarray, title: str = "", color: str = "black") -> None:
+    ax.imshow(pixels.reshape(features.IMAGE_SIZE, features.IMAGE_SIZE), cmap="gray_r", vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8, color=color)
+
+
+def training_curves(epochs: Sequence[Dict[str, float]], path: str) -> str:
+    """Loss and accuracy per epoch, train vs validation, from the Trainer's metrics.csv rows."""
+    x = [int(row["epoch"]) + 1 for row in epochs]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.plot(x, [row[metric] for row in epochs], "o-", label="train (augmented)")
+        ax.plot(x, [row[f"val_{metric}"] for row in epochs], "o-", label="validation (eval split)")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def confusion_matrices(counts: np.ndarray, normalised: np.ndarray, path: str) -> str:
+    """Counts and row-normalised fractions side by side; rows are the true digits."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    for ax, values, title, fmt in (
+        (axes[0], counts, "counts", "{:d}"),
+        (axes[1], normalised, "row-normalised (recall on the diagonal)", "{:.3f}"),
+    ):
+        shown = np.log1p(counts) if values is counts else values
+        ax.imshow(shown, cmap="Blues")
+        high = shown.max() * 0.6
+        for t in DIGITS:
+            for p in DIGITS:
+                if counts[t, p]:
+                    text = fmt.format(values[t, p].item())
+                    ax.text(p, t, text, ha="center", va="center", fontsize=6.5,
+                            color="white" if shown[t, p] > high else "black")
+        ax.set_xticks(DIGITS)
+        ax.set_yticks(DIGITS)
+        ax.set_xlabel("predicted digit")
+        ax.set_ylabel("true digit")
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def mistakes_grid(pixels: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, indices: np.ndarray,
+                  path: str, columns: int = 10) -> str:
+    """Misclassified digits, in the order given (most confident first): true, predicted, confidence."""
+    rows = max(1, -(-len(indices) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.35), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, indices):
+        predicted = int(probabilities[i].argmax())
+        ax.axis("on")
+        _digit_axes(ax, pixels[i], f"{labels[i]}→{predicted} {probabilities[i, predicted]:.0%}", "firebrick")
+    fig.suptitle("true → predicted (confidence)", fontsize=9)
+    return _save(fig, path)
+
+
+def feature_maps(pixels: np.ndarray, blocks: List[Tuple[str, np.ndarray]], path: str, channels: int = 8) -> str:
+    """For each sample digit, the input and the first `channels` maps of each conv block."""
+    rows = len(pixels) * len(blocks)
+    fig, axes = plt.subplots(rows, channels + 1, figsize=((channels + 1) * 0.95, rows * 1.05), squeeze=False)
+    for sample in range(len(pixels)):
+        for b, (name, maps) in enumerate(blocks):
+            row = axes[sample * len(blocks) + b]
+            if b == 0:
+                _digit_axes(row[0], pixels[sample], "input")
+            else:
+                row[0].axis("off")
+            for c in range(channels):
+                row[c + 1].imshow(maps[sample, :, :, c], cmap="viridis")
+                row[c + 1].set_xticks([])
+                row[c + 1].set_yticks([])
+            row[1].set_title(name, fontsize=7, loc="left")
+    return _save(fig, path)
+
+
+def samples_per_class(pixels: np.ndarray, labels: np.ndarray, path: str, per_class: int = 10) -> str:
+    """The first `per_class` training digits of each class, one row per digit."""
+    fig, axes = plt.subplots(features.NUM_CLASSES, per_class, figsize=(per_class * 0.7, features.NUM_CLASSES * 0.7),
+                             squeeze=False)
+    for digit in DIGITS:
+        chosen = np.flatnonzero(labels == digit)[:per_class]
+        for k, ax in enumerate(axes[digit]):
+            if k < len(chosen):
+                _digit_axes(ax, pixels[chosen[k]])
+            else:
+                ax.axis("off")
+        axes[digit][0].set_ylabel(str(digit), rotation=0, ha="right", va="center")
+    return _save(fig, path)
+
+
+def label_distribution(counts: Dict[str, np.ndarray], path: str) -> str:
+    """Examples per digit in each split, as a share of the split so that splits of any size compare."""
+    fig, ax = plt.subplots(figsize=(8, 3))
+    width = 0.8 / max(1, len(counts))
+    for k, (split, per_digit) in enumerate(counts.items()):
+        share = per_digit / max(1, per_digit.sum())
+        ax.bar(np.array(DIGITS) + (k - (len(counts) - 1) / 2) * width, share, width,
+               label=f"{split} ({per_digit.sum():,})")
+    ax.set_xticks(DIGITS)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("share of split")
+    ax.legend(fontsize=8, ncol=len(counts), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

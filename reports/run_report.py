@@ -1,0 +1,265 @@
+"""A run's report: curves, confusion matrix, error analysis, feature maps and data overview in one
+offline `index.html`, built from the artifacts that run recorded in ML Metadata.
+
+Written to a temporary folder and moved into place, so a report is either complete or absent.
+"""
+
+import csv
+import dataclasses
+import datetime
+import html
+import os
+import shutil
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+
+from models import features
+from models.model import BEST_WEIGHTS, METRICS_CSV, build_model
+from pipeline import configs, summary
+from reports import analysis, figures
+
+MISTAKES_SHOWN = 40
+CONFUSION_PAIRS_SHOWN = 10
+FEATURE_MAP_SAMPLES = 3
+SAMPLES_READ_PER_SPLIT = 2000
+"""Training digits decoded for the sample grid (labels are counted over the whole split)."""
+PREDICT_BATCH = 1000
+LATEST = "latest"
+"""`<output>/reports/latest`: a link to the newest report."""
+
+
+class ReportError(RuntimeError):
+    """The run lacks what a report is made of (for example, it stopped before the Evaluator)."""
+
+
+@dataclasses.dataclass
+class Digits:
+    pixels: np.ndarray
+    """uint8 [n, 28, 28]: only the first `limit` read, see `read_split`."""
+    labels: np.ndarray
+    """int64 [total]: every example of the split."""
+
+
+def reports_root(output_root: str) -> str:
+    return os.path.join(output_root, "reports")
+
+
+def read_split(examples_uri: str, split: str, pixels_limit: Optional[int] = None) -> Digits:
+    """Labels of every example in an ExampleGen split, and the pixels of the first `pixels_limit`."""
+    pattern = os.path.join(examples_uri, f"Split-{split}", "*")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise ReportError(f"no examples for split '{split}' at {pattern}")
+    spec = {
+        features.IMAGE_KEY: tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64),
+        features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+    }
+    labels, pixels = [], []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+        parsed = tf.io.parse_example(batch, spec)
+        labels.append(parsed[features.LABEL_KEY].numpy()[:, 0])
+        if pixels_limit is None or sum(len(p) for p in pixels) < pixels_limit:
+            pixels.append(parsed[features.IMAGE_KEY].numpy().astype(np.uint8))
+    images = np.concatenate(pixels)[:pixels_limit] if pixels else np.zeros((0, features.NUM_PIXELS), np.uint8)
+    return Digits(images.reshape(-1, features.IMAGE_SIZE, features.IMAGE_SIZE), np.concatenate(labels))
+
+
+def predict(model_uri: str, pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities from the exported model's raw-pixel signature: the path clients use."""
+    signature = tf.saved_model.load(os.path.join(model_uri, "Format-Serving")).signatures[features.IMAGES_SIGNATURE]
+    out = [
+        signature(**{features.IMAGES_INPUT: tf.constant(pixels[i : i + PREDICT_BATCH], tf.float32)})[
+            features.PROBABILITIES_OUTPUT
+        ].numpy()
+        for i in range(0, len(pixels), PREDICT_BATCH)
+    ]
+    return np.concatenate(out)
+
+
+def conv_block_outputs(trainer_logs: str, transform_graph_uri: str, pixels: np.ndarray) -> List[Tuple[str, np.ndarray]]:
+    """Activations of the last convolution of each block, for the trained weights (best checkpoint)."""
+    model = build_model(learning_rate=1e-3)
+    model.load_weights(os.path.join(trainer_logs, BEST_WEIGHTS)).expect_partial()
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    # Each block is two convolutions: the second of each pair is what the block passes on.
+    chosen = convs[1::2]
+    probe = keras.Model(model.inputs, [layer.output for layer in chosen])
+    raw = {features.IMAGE_KEY: tf.constant(pixels.reshape(len(pixels), -1), tf.int64)}
+    images = tft.TFTransformOutput(transform_graph_uri).transform_raw_features(raw)[
+        features.transformed_name(features.IMAGE_KEY)
+    ]
+    outputs = probe(images, training=False)
+    names = [f"block {i + 1}: {c.filters} x {c.kernel_size[0]}x{c.kernel_size[1]}" for i, c in enumerate(chosen)]
+    return [(name, out.numpy()) for name, out in zip(names, outputs)]
+
+
+def _read_metrics_csv(trainer_logs: str) -> List[Dict[str, float]]:
+    with open(os.path.join(trainer_logs, METRICS_CSV)) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _write_csv(path: str, header: List[str], rows: List[list]) -> None:
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(header)
+        out.writerows(rows)
+
+
+def _move_into_place(staging: str, final: str) -> None:
+    """Swaps the finished report in; an older report of the same run is removed only afterwards."""
+    old = None
+    if os.path.exists(final):
+        old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(final))
+        os.replace(final, os.path.join(old, "report"))
+    os.replace(staging, final)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+    link = os.path.join(os.path.dirname(final), LATEST)
+    tmp_link = f"{link}.{os.getpid()}.tmp"
+    os.symlink(os.path.basename(final), tmp_link)
+    os.replace(tmp_link, link)
+
+
+def write_report(output_root: str, run: Optional[summary.RunSummary] = None) -> str:
+    """Builds the report of `run` (default: the newest evaluated run under `output_root`); returns
+    the path of its index.html."""
+    if run is None:
+        metadata = configs.metadata_path(output_root)
+        if not os.path.exists(metadata):
+            raise ReportError(f"no pipeline runs under {output_root} (no {metadata})")
+        run = summary.latest_run(metadata, evaluated=True)
+    missing = [name for name in ("examples_uri", "model_uri", "evaluation_uri", "trainer_logs", "transform_graph_uri")
+               if not getattr(run, name)]
+    if missing:
+        raise ReportError(f"run {run.run_id or '(none)'} has no {', '.join(missing)}: did it reach the Evaluator?")
+    root = reports_root(output_root)
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, run.run_id.replace(":", "-"))
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=root)
+    os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the report from other users of a shared output.
+    try:
+        _write_contents(run, staging)
+        _move_into_place(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return os.path.join(final, "index.html")
+
+
+def _write_contents(run: summary.RunSummary, folder: str) -> None:
+    def out(name: str) -> str:
+        return os.path.join(folder, name)
+
+    logging.info("Report: reading the splits of %s", run.examples_uri)
+    test = read_split(run.examples_uri, features.TEST_SPLIT)
+    train = read_split(run.examples_uri, features.TRAIN_SPLIT, SAMPLES_READ_PER_SPLIT)
+    evaluation = read_split(run.examples_uri, features.EVAL_SPLIT, 0)
+    logging.info("Report: predicting %d test digits with %s", len(test.labels), run.model_uri)
+    probabilities = predict(run.model_uri, test.pixels)
+    predicted = probabilities.argmax(axis=1)
+    matrix = analysis.confusion_matrix(test.labels, predicted)
+    scores = analysis.classification_report(matrix)
+    pairs = analysis.confusion_pairs(matrix, CONFUSION_PAIRS_SHOWN)
+    mistakes = analysis.worst_mistakes(test.labels, probabilities, MISTAKES_SHOWN)
+
+    logging.info("Report: drawing figures")
+    epochs = _read_metrics_csv(run.trainer_logs)
+    figures.training_curves(epochs, out("training_curves.png"))
+    figures.confusion_matrices(matrix, analysis.row_normalised(matrix), out("confusion_matrix.png"))
+    figures.mistakes_grid(test.pixels, test.labels, probabilities, mistakes, out("mistakes.png"))
+    samples = np.array([np.flatnonzero(test.labels == d)[0] for d in range(3) if (test.labels == d).any()])
+    samples = samples[:FEATURE_MAP_SAMPLES]
+    blocks = conv_block_outputs(run.trainer_logs, run.transform_graph_uri, test.pixels[samples])
+    figures.feature_maps(test.pixels[samples], blocks, out("feature_maps.png"))
+    figures.samples_per_class(train.pixels, train.labels[: len(train.pixels)], out("samples_per_class.png"))
+    counts = {
+        split: np.bincount(digits.labels, minlength=features.NUM_CLASSES)
+        for split, digits in ((features.TRAIN_SPLIT, train), (features.EVAL_SPLIT, evaluation), (features.TEST_SPLIT, test))
+    }
+    figures.label_distribution(counts, out("label_distribution.png"))
+
+    _write_csv(out("classification_report.csv"), ["digit", "precision", "recall", "f1", "support"],
+               [[s.digit, f"{s.precision:.6f}", f"{s.recall:.6f}", f"{s.f1:.6f}", s.support] for s in scores])
+    with open(out("classification_report.txt"), "w") as f:
+        f.write(analysis.report_text(scores))
+    _write_csv(out("confusion_matrix.csv"), ["true\\predicted"] + [str(d) for d in range(features.NUM_CLASSES)],
+               [[d] + matrix[d].tolist() for d in range(features.NUM_CLASSES)])
+    _write_csv(out("confusion_pairs.csv"), ["true", "predicted", "count"], [list(p) for p in pairs])
+    baseline = summary.overall_accuracy(run.evaluation_uri, model_name=tfma.BASELINE_KEY)
+    page = _html(run, baseline, float(np.mean(predicted == test.labels)), scores, pairs, counts, epochs)
+    with open(out("index.html"), "w", encoding="utf-8") as f:
+        f.write(page)
+
+
+def _percent(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _html(run: summary.RunSummary, baseline: Optional[float], recomputed: float, scores: List[analysis.ClassScores],
+          pairs: List[Tuple[int, int, int]], counts: Dict[str, np.ndarray], epochs: List[Dict[str, float]]) -> str:
+    e = html.escape
+    version = run.pushed_version if run.pushed else "not pushed"
+    minutes = "n/a" if run.run_seconds is None else f"{run.run_seconds / 60:.1f} min"
+    cards = [
+        ("test accuracy (TFMA)", _percent(run.accuracy)),
+        ("blessed", "yes" if run.blessed else "no"),
+        ("model version", version),
+        ("run time", minutes),
+        ("baseline accuracy", _percent(baseline) if baseline is not None else "none (first model)"),
+        ("epochs", str(len(epochs))),
+    ]
+    score_rows = "".join(
+        f"<tr><td>{e(s.digit)}</td><td>{s.precision:.4f}</td><td>{s.recall:.4f}</td><td>{s.f1:.4f}</td>"
+        f"<td>{s.support:,}</td></tr>"
+        for s in scores
+    )
+    pair_rows = "".join(f"<tr><td>{t}</td><td>{p}</td><td>{n}</td></tr>" for t, p, n in pairs) or (
+        "<tr><td colspan=3>no mistakes</td></tr>"
+    )
+    split_rows = "".join(
+        f"<tr><td>{e(split)}</td><td>{c.sum():,}</td>" + "".join(f"<td>{v:,}</td>" for v in c) + "</tr>"
+        for split, c in counts.items()
+    )
+    digits_header = "".join(f"<th>{d}</th>" for d in range(features.NUM_CLASSES))
+    created = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>digits run {e(run.run_id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+.cards {{ display: flex; flex-wrap: wrap; gap: 1em; }}
+.card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6em 1em; min-width: 9em; }}
+.card b {{ display: block; font-size: 1.5em; }}
+table {{ border-collapse: collapse; margin: .5em 0; }} td, th {{ border: 1px solid #ddd; padding: 2px 8px; text-align: right; }}
+img {{ max-width: 100%; }} code {{ font-size: .85em; }} .note {{ color: #666; font-size: .9em; }}
+</style></head><body>
+<h1>Digits pipeline run <code>{e(run.run_id)}</code></h1>
+<div class="cards">{"".join(f'<div class="card">{e(k)}<b>{e(v)}</b></div>' for k, v in cards)}</div>
+<p class="note">Test split: {int(counts[features.TEST_SPLIT].sum()):,} digits; accuracy recomputed here from the exported
+model's <code>{features.IMAGES_SIGNATURE}</code> signature: {_percent(recomputed)}. Model <code>{e(run.model_uri)}</code>;
+TFMA output <code>{e(run.evaluation_uri)}</code>; report written {created}.</p>
+<h2>Training curves</h2><img src="training_curves.png" alt="training curves">
+<p class="note">Per epoch from the Trainer's <code>metrics.csv</code>; training figures are on augmented batches.</p>
+<h2>Confusion matrix (test split)</h2><img src="confusion_matrix.png" alt="confusion matrix">
+<p class="note"><a href="confusion_matrix.csv">confusion_matrix.csv</a></p>
+<h2>Classification report</h2>
+<table><tr><th></th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{score_rows}</table>
+<p class="note"><a href="classification_report.csv">CSV</a> · <a href="classification_report.txt">text</a></p>
+<h2>Error analysis</h2>
+<h3>Most frequent confusions</h3>
+<table><tr><th>true</th><th>predicted</th><th>count</th></tr>{pair_rows}</table>
+<h3>Most confident mistakes</h3><img src="mistakes.png" alt="misclassified digits">
+<h2>Feature maps</h2><img src="feature_maps.png" alt="feature maps">
+<p class="note">The first 8 channels of the last convolution of each block, for a few test digits.</p>
+<h2>Data</h2>
+<table><tr><th>split</th><th>total</th>{digits_header}</tr>{split_rows}</table>
+<img src="label_distribution.png" alt="label distribution">
+<h3>Sample training digits per class</h3><img src="samples_per_class.png" alt="sample digits">
+</body></html>
+"""

@@ -1,0 +1,134 @@
+"""Fuzzing the REST API with Hypothesis: whatever a client sends, the answer is a clear 4xx (or a
+valid prediction), never a 5xx or a dropped connection, and good requests keep working afterwards."""
+
+import json
+import math
+import socket
+import urllib.parse
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models import features
+from pipeline import configs
+from serving.rest import MAX_BODY_BYTES
+from serving.server import ModelServer
+from tests.test_serving import http, push
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PREDICT = f"/v1/models/{configs.MODEL_NAME}:predict"
+SIGNATURES = [features.IMAGES_SIGNATURE, features.IMAGE_BYTES_SIGNATURE, features.EXAMPLES_SIGNATURE, "", "nope"]
+INPUTS = [features.IMAGES_INPUT, features.IMAGE_BYTES_INPUT, features.EXAMPLES_INPUT, "x"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, smoke_output):
+    from tests.test_serving import _pushed_version
+
+    base = str(tmp_path_factory.mktemp("fuzz") / "digits")
+    push(_pushed_version(smoke_output), base, 1)
+    running = ModelServer(base, configs.MODEL_NAME, rest_port=0, grpc_port=None).start()
+    yield running
+    running.stop()
+
+
+def _check(server, path: str, body: bytes = None, method_get: bool = False):
+    """The server's answer is JSON; a 4xx names the problem; 200 only for what it could answer."""
+    status, answer = http(server.rest_url + path, raw=None if method_get else body)
+    assert status < 500, (status, answer, body[:300] if body else path)
+    if status >= 400:
+        assert isinstance(answer.get("error"), str) and answer["error"], answer
+    return status, answer
+
+
+def _still_serving(server):
+    pixels = [[0.0] * features.NUM_PIXELS]
+    status, answer = http(server.rest_url + PREDICT, {"signature_name": features.IMAGES_SIGNATURE, "instances": pixels})
+    assert status == 200 and len(answer["predictions"]) == 1
+
+
+numbers = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, 255, 256, -1, 1e308, -1e308, 1e-320]),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | numbers | st.text(max_size=20) | st.fixed_dictionaries({"b64": st.text(max_size=40)}),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=40,
+)
+pixel_rows = st.lists(st.lists(numbers, min_size=0, max_size=800), min_size=0, max_size=3)
+
+
+@FUZZ
+@given(body=st.binary(max_size=2000))
+def test_arbitrary_bytes(server, body):
+    _check(server, PREDICT, body)
+
+
+@FUZZ
+@given(document=json_values)
+def test_arbitrary_json(server, document):
+    _check(server, PREDICT, json.dumps(document).encode())
+
+
+@FUZZ
+@given(signature=st.sampled_from(SIGNATURES), rows=pixel_rows, columnar=st.booleans(), name=st.sampled_from(INPUTS),
+       named=st.booleans())
+def test_near_valid_requests(server, signature, rows, columnar, name, named):
+    """Requests shaped like real ones: wrong shapes, dtypes, NaN/inf, huge numbers, empty batches."""
+    data = {name: rows} if named else rows
+    body = {"signature_name": signature, ("inputs" if columnar else "instances"): data}
+    status, answer = _check(server, PREDICT, json.dumps(body).encode())
+    if status == 200:
+        finite = all(math.isfinite(v) and 0 <= v <= 255 for row in rows for v in row)
+        assert finite and rows and all(len(r) == features.NUM_PIXELS for r in rows), body
+
+
+@FUZZ
+@given(name=st.text(max_size=30), version=st.one_of(st.none(), st.text(max_size=25), st.integers(-5, 2**70)),
+       action=st.sampled_from(["", "/metadata", ":predict", ":classify", "/../../etc/passwd"]))
+def test_model_names_versions_and_path_tricks(server, name, version, action):
+    path = "/v1/models/" + urllib.parse.quote(name, safe="/.")
+    if version is not None:
+        path += f"/versions/{urllib.parse.quote(str(version), safe='/.')}"
+    path += action
+    body = json.dumps({"instances": [[0] * features.NUM_PIXELS]}).encode() if action == ":predict" else None
+    status, _ = _check(server, path, body, method_get=body is None)
+    if name != configs.MODEL_NAME:
+        assert status >= 400
+
+
+def _raw_exchange(server, request: bytes) -> str:
+    """Sends bytes on one connection and reads until the server closes it."""
+    host, port = server.http.server_address[:2]
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer.decode()
+
+
+def test_oversized_body_is_refused_unread_and_serving_goes_on(server):
+    """The server answers 413 from the headers and closes, without reading the body."""
+    answer = _raw_exchange(server, f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                   f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode() + b"[" + b"0," * 30_000)
+    head, _, body = answer.partition("\r\n\r\n")
+    assert " 413 " in head.split("\r\n")[0] and "Connection: close" in head
+    assert "over" in json.loads(body)["error"]
+    _still_serving(server)
+
+
+def test_an_unread_body_is_never_taken_for_the_next_request(server):
+    """A POST refused before its body is read (unknown model) closes the connection, so the body
+    (here, text that looks like a request) is not answered as one."""
+    smuggled = f"GET /v1/models/{configs.MODEL_NAME} HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = _raw_exchange(server, f"POST /v1/models/other:predict HTTP/1.1\r\nHost: x\r\n"
+                                   f"Content-Length: {len(smuggled)}\r\n\r\n{smuggled}".encode())
+    assert answer.count("HTTP/1.1 ") == 1 and " 404 " in answer.split("\r\n")[0]
+
+
+def test_good_requests_still_work_after_fuzzing(server):
+    _still_serving(server)
