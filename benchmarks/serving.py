@@ -23,7 +23,7 @@ from serving.client import GrpcClient, RestClient
 from serving.server import ModelServer
 
 
-def _test_images(count: int) -> np.ndarray:
+def mnist_test_images(count: int) -> np.ndarray:
     digits = readers.read_idx(*(f"{configs.DATA_ROOT}/t10k-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1")))
     return np.stack([pixels for _, (_, pixels, _) in zip(range(count), digits)]).astype(np.float32)
 
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batches-per-client", type=int, default=10)
     args = parser.parse_args()
 
-    images = _test_images(args.batch)
+    images = mnist_test_images(args.batch)
     server = ModelServer(args.model_base_path, configs.MODEL_NAME, rest_port=0, grpc_port=0).start()
     rest = RestClient(server.rest_url)
     grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}")

@@ -100,7 +100,13 @@ def make_dataset(
         tf_transform_output.transformed_metadata.schema,
     )
     dataset = dataset.map(lambda x, y: (x[IMAGE_XF], y), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.unbatch().cache()
+    return batches(dataset.unbatch(), batch_size, training, augment_images, seed)
+
+
+def batches(examples: tf.data.Dataset, batch_size: int, training: bool, augment_images: bool = True,
+            seed: int = 42) -> tf.data.Dataset:
+    """(image, label) examples -> cached, shuffled (training), batched, augmented (training) batches."""
+    dataset = examples.cache()
     if training:
         dataset = dataset.shuffle(60_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=False)
@@ -219,7 +225,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     run_dir = fn_args.model_run_dir
     logging.info("Training for up to %d epochs on %d replica(s); logs in %s", config.epochs, strategy.num_replicas_in_sync, run_dir)
     model.fit(
-        train, validation_data=evaluation, epochs=config.epochs,
+        train, validation_data=evaluation, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
         callbacks=callbacks(config, run_dir), verbose=0,
     )
     # The best epoch on `eval`, not the last one, is the model that gets exported.

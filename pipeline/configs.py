@@ -54,6 +54,8 @@ class Profile:
     reduce_lr_factor: float = 0.5
     min_learning_rate: float = 1e-5
     augment: bool = True
+    steps_per_epoch: Optional[int] = None
+    """Cap on training steps per epoch (None: one pass over `train`); for quick checks and tests."""
 
 
 PROFILES: Dict[str, Profile] = {
@@ -92,6 +94,7 @@ class TrainerConfig:
     reduce_lr_factor: float
     min_learning_rate: float
     augment: bool
+    steps_per_epoch: Optional[int] = None
     strategy: str = "default"
     seed: int = 42
 

@@ -8,7 +8,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
-from components.anomaly_gate import AnomalyGate
+from components.anomaly_gate import AnomalyGate, ValidatedStatistics
 from components.digit_example_gen import DigitExampleGen
 from models import features
 from pipeline import configs
@@ -62,8 +62,8 @@ def create_pipeline(
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
-    """Ingest -> statistics -> validate against the curated schema -> transform -> train -> evaluate
-    against the bar and the last blessed model -> push if blessed."""
+    """Ingest -> statistics -> validate against the curated schema and the last validated data ->
+    transform -> train -> evaluate against the bar and the last blessed model -> push if blessed."""
     example_gen = DigitExampleGen(
         input_base=data_root,
         input_config=input_config,
@@ -71,15 +71,26 @@ def create_pipeline(
         test_buckets=configs.TEST_HASH_BUCKETS,
         total_buckets=configs.TOTAL_HASH_BUCKETS,
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    # Inferred schema, kept only so that users can diff it against the curated one.
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_path)
     schema = curated_schema.outputs["schema"]
+    # With the schema, the label is counted as a category: what the drift comparator needs.
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"], schema=schema)
+    # Inferred schema, kept only so that users can diff it against the curated one.
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema
     )
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    # The statistics of the last data that passed the gate (none on a pipeline's first run).
+    reference_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        statistics=tfx.dsl.Channel(type=ValidatedStatistics),
+    ).with_id("latest_validated_statistics_resolver")
+    anomaly_gate = AnomalyGate(
+        anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema,
+        reference_statistics=reference_resolver.outputs["statistics"],
+    )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema,
@@ -87,6 +98,7 @@ def create_pipeline(
         splits_config=tfx.proto.SplitsConfig(
             analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]
         ),
+        disable_statistics=True,  # Pre/post-transform statistics: nothing reads them.
     )
     transform.add_upstream_node(anomaly_gate)
     trainer = tfx.components.Trainer(
@@ -122,7 +134,8 @@ def create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=pipeline_root,
         components=[
-            example_gen, statistics_gen, schema_gen, curated_schema, example_validator, anomaly_gate,
+            example_gen, curated_schema, statistics_gen, schema_gen, example_validator, reference_resolver,
+            anomaly_gate,
             transform, trainer, baseline_resolver, evaluator, pusher,
         ],
         enable_cache=enable_cache,

@@ -8,6 +8,7 @@ version that fails to load is reported and skipped while the previous one stays 
 import dataclasses
 import logging
 import os
+import shutil
 import threading
 import time
 from typing import Dict, List, Optional, Tuple
@@ -18,6 +19,15 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 log = logging.getLogger(__name__)
 
 SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def copy_version(source: str, base_path: str, version: int) -> str:
+    """Copies a SavedModel into `<base_path>/<version>/` as the Pusher writes one: everything else
+    first, saved_model.pb last, so a server never sees a version half-written."""
+    target = os.path.join(base_path, str(version))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(SAVED_MODEL_FILE))
+    shutil.copy(os.path.join(source, SAVED_MODEL_FILE), os.path.join(target, SAVED_MODEL_FILE))
+    return target
 
 
 class NotFoundError(LookupError):

@@ -18,11 +18,17 @@ def mnist_root() -> str:
 
 
 @pytest.fixture(scope="session")
-def smoke_output(tmp_path_factory) -> str:
-    """Output folder of one `smoke` pipeline run (blessed and pushed), shared by the tests that need a
-    real pushed model. Tests that change what is served work on copies."""
-    from pipeline import local_runner
+def smoke_run(tmp_path_factory):
+    """One `smoke` pipeline run (blessed and pushed): its output folder and its summary, taken right
+    after it, since later tests run the pipeline again in the same folder (with bad data, worse
+    models), as a user would. None of those pushes; tests that change what is served work on copies."""
+    from pipeline import local_runner, summary
 
     root = str(tmp_path_factory.mktemp("smoke"))
     local_runner.run(configs.PROFILES["smoke"], output_root=root)
-    return root
+    return root, summary.latest_run(configs.metadata_path(root))
+
+
+@pytest.fixture(scope="session")
+def smoke_output(smoke_run) -> str:
+    return smoke_run[0]

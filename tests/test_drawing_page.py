@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import configs
 from serving.server import ModelServer
-from tests.test_serving import push
+from serving.model_store import copy_version
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # The machine is offline: no background networking, no component updates (see `make browser`).
@@ -20,7 +20,7 @@ def test_drawing_a_digit_shows_a_prediction(tmp_path, smoke_output):
 
     from tests.test_serving import _pushed_version
 
-    push(_pushed_version(smoke_output), str(tmp_path / "digits"), 1)
+    copy_version(_pushed_version(smoke_output), str(tmp_path / "digits"), 1)
     server = ModelServer(str(tmp_path / "digits"), configs.MODEL_NAME, rest_port=0, grpc_port=None).start()
     try:
         with sync_playwright() as p:

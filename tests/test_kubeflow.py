@@ -26,6 +26,8 @@ def test_compiled_spec_has_every_component(tmp_path):
     # KFP has no resolver node: the compiler turns it into tasks that query the metadata store.
     baseline = tasks["Evaluator"].inputs.artifacts["baseline_model"].task_output_artifact.producer_task
     assert baseline.startswith("latest_blessed_model_resolver") and baseline in tasks
+    reference = tasks["AnomalyGate"].inputs.artifacts["reference_statistics"].task_output_artifact.producer_task
+    assert reference.startswith("latest_validated_statistics_resolver") and reference in tasks
     # The gate orders Transform after validation even though no artifact flows between them.
     assert "AnomalyGate" in tasks["Transform"].dependent_tasks
     executors = json_format.MessageToDict(spec.deployment_spec)["executors"].values()

@@ -28,12 +28,17 @@ def output_root(smoke_output) -> str:
     return smoke_output
 
 
+@pytest.fixture(scope="module")
+def smoke_result(smoke_run) -> summary.RunSummary:
+    return smoke_run[1]
+
+
 def _versions(output_root: str):
     return sorted(os.listdir(configs.serving_model_dir(output_root)))
 
 
-def test_smoke_run_blesses_and_pushes(output_root):
-    result = summary.latest_run(configs.metadata_path(output_root))
+def test_smoke_run_blesses_and_pushes(output_root, smoke_result):
+    result = smoke_result
     assert result.accuracy is not None and result.accuracy >= SMOKE.min_accuracy
     assert result.blessed and result.pushed
     (version,) = _versions(output_root)
@@ -81,12 +86,12 @@ REPORT_FILES = {"index.html", "training_curves.png", "confusion_matrix.png", "mi
                 "classification_report.txt", "confusion_matrix.csv", "confusion_pairs.csv"}
 
 
-def test_report_of_the_blessed_run(output_root):
-    path = run_report.write_report(output_root)
+def test_report_of_the_blessed_run(output_root, smoke_result):
+    result = smoke_result
+    path = run_report.write_report(output_root, result)
     folder = os.path.dirname(path)
     assert REPORT_FILES <= set(os.listdir(folder))
     assert os.path.realpath(os.path.join(run_report.reports_root(output_root), run_report.LATEST)) == folder
-    result = summary.latest_run(configs.metadata_path(output_root))
     # The report's own predictions (raw-pixel signature) agree with TFMA's (tf.Example signature).
     with open(os.path.join(folder, "classification_report.csv")) as f:
         rows = {row["digit"]: row for row in csv.DictReader(f)}
@@ -117,7 +122,7 @@ def test_report_page_loads_every_image_in_chromium(output_root):
     assert all(complete and width > 0 for _, complete, width in images), images
 
 
-def test_failed_report_leaves_the_previous_one_whole(output_root, monkeypatch):
+def test_failed_report_leaves_the_previous_one_whole(output_root, smoke_result, monkeypatch):
     latest = os.path.join(run_report.reports_root(output_root), run_report.LATEST)
     before = sorted(os.listdir(latest))
 
@@ -126,7 +131,7 @@ def test_failed_report_leaves_the_previous_one_whole(output_root, monkeypatch):
 
     monkeypatch.setattr(figures, "feature_maps", broken)
     with pytest.raises(RuntimeError, match="drawing failed"):
-        run_report.write_report(output_root)
+        run_report.write_report(output_root, smoke_result)
     assert sorted(os.listdir(latest)) == before
     assert not [n for n in os.listdir(run_report.reports_root(output_root)) if n.startswith(".")]
 

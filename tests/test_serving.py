@@ -4,7 +4,6 @@ import base64
 import glob
 import json
 import os
-import shutil
 import threading
 import time
 import urllib.error
@@ -17,7 +16,7 @@ from models import features
 from pipeline import cli, configs
 from serving import predict
 from serving.client import GrpcClient, RestClient
-from serving.model_store import SAVED_MODEL_FILE
+from serving.model_store import SAVED_MODEL_FILE, copy_version
 from serving.server import ModelServer
 from tests import digit_files
 
@@ -25,13 +24,6 @@ from tests import digit_files
 def _pushed_version(smoke_output: str) -> str:
     (version,) = glob.glob(os.path.join(configs.serving_model_dir(smoke_output), "*"))
     return version
-
-
-def push(source: str, base: str, version: int) -> None:
-    """Copies a model as the Pusher does: everything first, saved_model.pb last."""
-    target = os.path.join(base, str(version))
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(SAVED_MODEL_FILE))
-    shutil.copy(os.path.join(source, SAVED_MODEL_FILE), os.path.join(target, SAVED_MODEL_FILE))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +39,7 @@ def test_digits(smoke_output):
 @pytest.fixture()
 def server(tmp_path, model_source):
     base = str(tmp_path / "digits")
-    push(model_source, base, 1)
+    copy_version(model_source, base, 1)
     running = ModelServer(base, configs.MODEL_NAME, rest_port=0, grpc_port=0, poll_seconds=0.2).start()
     yield running
     running.stop()
@@ -187,7 +179,7 @@ def test_version_pinning_hot_swap_and_a_corrupt_version(server, model_source, te
         t.start()
     try:
         wait_for(lambda: answered[0] >= 10)
-        push(model_source, base, 2)
+        copy_version(model_source, base, 2)
         wait_for(lambda: [s["version"] for s in client.status()["model_version_status"]] == ["2", "1"])
         # A corrupt newer version is refused; version 2 stays the served one.
         os.makedirs(os.path.join(base, "3"))
@@ -217,7 +209,7 @@ def test_older_version_stands_in_when_the_newest_are_corrupt(tmp_path, model_sou
     from serving.model_store import ModelStore
 
     base = str(tmp_path / "digits")
-    push(model_source, base, 1)
+    copy_version(model_source, base, 1)
     for bad in (2, 3):
         os.makedirs(os.path.join(base, str(bad)))
         with open(os.path.join(base, str(bad), SAVED_MODEL_FILE), "wb") as f:

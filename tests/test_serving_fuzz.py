@@ -14,7 +14,8 @@ from models import features
 from pipeline import configs
 from serving.rest import MAX_BODY_BYTES
 from serving.server import ModelServer
-from tests.test_serving import http, push
+from serving.model_store import copy_version
+from tests.test_serving import http
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 PREDICT = f"/v1/models/{configs.MODEL_NAME}:predict"
@@ -27,7 +28,7 @@ def server(tmp_path_factory, smoke_output):
     from tests.test_serving import _pushed_version
 
     base = str(tmp_path_factory.mktemp("fuzz") / "digits")
-    push(_pushed_version(smoke_output), base, 1)
+    copy_version(_pushed_version(smoke_output), base, 1)
     running = ModelServer(base, configs.MODEL_NAME, rest_port=0, grpc_port=None).start()
     yield running
     running.stop()
