@@ -50,7 +50,7 @@ class RunSummary:
             out.append(f"report             {self.report}")
         if self.component_seconds:
             out.append("wall time per component:")
-            out += [f"  {name:32s} {seconds:8.1f} s" for name, seconds in self.component_seconds.items()]
+            out += [f"  {name:38s} {seconds:8.1f} s" for name, seconds in self.component_seconds.items()]
         return out
 
 
