@@ -56,6 +56,17 @@ def test_smoke_run_blesses_and_pushes(output_root, smoke_result):
     assert glob.glob(os.path.join(result.trainer_logs, BEST_WEIGHTS) + "*")
 
 
+MAX_MODEL_MB = 5.0
+"""889,322 float32 weights are 3.6 MB; the notebooks this replaces report about 5 MB."""
+
+
+def test_pushed_model_is_small(output_root):
+    (version,) = _versions(output_root)
+    folder = os.path.join(configs.serving_model_dir(output_root), version)
+    size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(folder, "**"), recursive=True) if os.path.isfile(p))
+    assert size < MAX_MODEL_MB * 2**20, f"{size / 2**20:.1f} MB"
+
+
 def test_pushed_model_answers_every_signature(output_root):
     (version,) = _versions(output_root)
     loaded = tf.saved_model.load(os.path.join(configs.serving_model_dir(output_root), version))
