@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import psutil
 
-from benchmarks.serving import mnist_test_images
+from benchmarks import mnist
 from models import features
 from pipeline import configs
 from serving.model_store import copy_version
@@ -91,7 +91,7 @@ def run_load(model_dir: str, clients: int = 16, requests: int = 5000, work_dir: 
     base = os.path.join(work_dir, configs.MODEL_NAME)
     copy_version(model_dir, base, 1)
     server = ServerProcess(base)
-    images = mnist_test_images(256)
+    images, _ = mnist.load(mnist.TEST, 256)
     bodies = [json.dumps({"signature_name": features.IMAGES_SIGNATURE, "instances": [img.tolist()]}).encode()
               for img in images]
     path = f"/v1/models/{configs.MODEL_NAME}:predict"

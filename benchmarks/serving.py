@@ -16,16 +16,11 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
-from components.digit_example_gen import readers
+from benchmarks import mnist
 from models import features
 from pipeline import configs
 from serving.client import GrpcClient, RestClient
 from serving.server import ModelServer
-
-
-def mnist_test_images(count: int) -> np.ndarray:
-    digits = readers.read_idx(*(f"{configs.DATA_ROOT}/t10k-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1")))
-    return np.stack([pixels for _, (_, pixels, _) in zip(range(count), digits)]).astype(np.float32)
 
 
 def _latencies(call: Callable[[], object], requests: int) -> List[float]:
@@ -65,7 +60,7 @@ def main() -> None:
     parser.add_argument("--batches-per-client", type=int, default=10)
     args = parser.parse_args()
 
-    images = mnist_test_images(args.batch)
+    images, _ = mnist.load(mnist.TEST, args.batch)
     server = ModelServer(args.model_base_path, configs.MODEL_NAME, rest_port=0, grpc_port=0).start()
     rest = RestClient(server.rest_url)
     grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}")

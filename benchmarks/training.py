@@ -1,14 +1,20 @@
-"""Training throughput, side by side: the notebook approach against the pipeline Trainer's input pipeline.
+"""Training throughput, side by side: the notebook approach against the pipeline Trainer's, and variants.
 
-    .venv/bin/python -m benchmarks.training [--images 12000] [--rounds 2] [--batch 128]
+    .venv/bin/python -m benchmarks.training [--images 8000] [--rounds 8] [--steps 20] [--variants ...]
 
-Both train the same CNN (`models.model.build_model`), same batch size, on the same MNIST training
-images, one epoch at a time, alternating in one process so that both see the same machine:
+Every variant trains the same CNN (`models.model.build_model`) with batch 128 on the same MNIST training
+images:
 - notebook: `model.fit` on in-memory NumPy arrays through Keras's classic `ImageDataGenerator`
   (rotation 10, zoom 0.1, width and height shift 0.1), as the popular Kaggle notebooks do;
-- pipeline: the Trainer's tf.data tail (`models.model.batches`: cache, shuffle, batch, then one fused
-  affine augmentation per batch, prefetch), fed the same pixels scaled as Transform scales them.
-Each approach first fits a few steps (tracing, allocation), then one timed epoch per round.
+- pipeline: the Trainer's tf.data tail (`models.model.batches`: cache, shuffle, batch, one fused affine
+  augmentation per batch in a parallel map, prefetch), fed the pixels scaled as Transform scales them;
+- pipeline variants, all float32 but one: augmentation per image before batching (not fused), XLA
+  (`jit_compile`), bfloat16 mixed precision (`pipeline-bf16`: the Trainer's default since), Keras 3
+  instead of tf_keras, one inter-op thread.
+Each variant lives in its own process (thread settings are fixed when TensorFlow starts), built and
+warmed up once. Then, round after round, each process in turn trains `--steps` steps while the others
+wait, so all variants share the machine's good and bad moments; the figure is the median over rounds
+of each variant's speed relative to `notebook` in the same round.
 """
 
 import argparse
@@ -16,69 +22,110 @@ import json
 import os
 import platform
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
-import tensorflow as tf
-import tf_keras as keras
 
-from components.digit_example_gen import readers
-from models import features
-from models.model import batches, build_model
-from pipeline import configs
+from benchmarks import mnist, workers
 
+BATCH = 128
 WARMUP_STEPS = 5
+VARIANTS = ("notebook", "pipeline", "pipeline-unfused", "pipeline-xla", "pipeline-bf16", "pipeline-keras3",
+            "pipeline-1-inter-op-thread")
+BASELINE = "notebook"
 
 
-def mnist_train(count: int):
-    digits = readers.read_idx(*(os.path.join(configs.DATA_ROOT, f"train-{k}-ubyte.gz") for k in ("images-idx3", "labels-idx1")))
-    pairs = [(pixels, label) for _, (_, pixels, label) in zip(range(count), digits)]
-    images = np.stack([p for p, _ in pairs]).astype(np.float32)[..., None] / features.MAX_PIXEL
-    return images, np.array([label for _, label in pairs], np.int64)
+def notebook_batches(images: np.ndarray, labels: np.ndarray, batch: int, seed: int = 0):
+    """The notebooks' input: Keras's classic `ImageDataGenerator` on in-memory arrays, endless."""
+    import tf_keras
 
-
-def notebook_data(images: np.ndarray, labels: np.ndarray, batch: int):
-    generator = keras.preprocessing.image.ImageDataGenerator(
+    generator = tf_keras.preprocessing.image.ImageDataGenerator(
         rotation_range=10, zoom_range=0.1, width_shift_range=0.1, height_shift_range=0.1
     )
-    return generator.flow(images, labels, batch_size=batch, shuffle=True, seed=0)
+    return generator.flow(images, labels, batch_size=batch, shuffle=True, seed=seed)
 
 
-def pipeline_data(images: np.ndarray, labels: np.ndarray, batch: int) -> tf.data.Dataset:
-    return batches(tf.data.Dataset.from_tensor_slices((images, labels)), batch, training=True)
+def _model_and_data(variant: str, images: np.ndarray, labels: np.ndarray):
+    """The compiled model and an endless batch source for one variant."""
+    import tensorflow as tf
+
+    from models.model import augment, batches, build_model
+
+    if variant == BASELINE:
+        return build_model(1e-3), notebook_batches(images, labels, BATCH)
+    examples = tf.data.Dataset.from_tensor_slices((images, labels))
+
+    def _augment_one(image, label):
+        return augment(image[None])[0], label
+
+    if variant == "pipeline-unfused":
+        data = (examples.cache().shuffle(len(images)).repeat()
+                .map(_augment_one, num_parallel_calls=tf.data.AUTOTUNE)
+                .batch(BATCH).prefetch(tf.data.AUTOTUNE))
+    else:
+        data = batches(examples, BATCH, training=True).repeat()
+    if variant == "pipeline-keras3":
+        import keras
+
+        return build_model(1e-3, api=keras), data
+    model = build_model(1e-3, "mixed_bfloat16" if variant == "pipeline-bf16" else "float32")
+    if variant == "pipeline-xla":
+        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"], jit_compile=True)
+    return model, data
 
 
-def timed_epoch(make_data: Callable, images: np.ndarray, labels: np.ndarray, batch: int) -> float:
-    """Images per second over one epoch of a freshly built model, after a short warm-up fit."""
-    model = build_model(learning_rate=1e-3)
-    data = make_data(images, labels, batch)
+def _worker(variant: str, images: np.ndarray, labels: np.ndarray, steps: int, connection) -> None:
+    """Builds and warms up one variant, then trains `steps` steps per request and answers the seconds."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+
+    if variant == "pipeline-1-inter-op-thread":
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    model, data = _model_and_data(variant, images, labels)
     model.fit(data, epochs=1, steps_per_epoch=WARMUP_STEPS, verbose=0)
-    steps = len(images) // batch
-    data = make_data(images, labels, batch)
-    started = time.perf_counter()
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-    return steps * batch / (time.perf_counter() - started)
+    connection.send(workers.READY)
+    while connection.recv() != workers.STOP:
+        started = time.perf_counter()
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        connection.send(time.perf_counter() - started)
 
 
-def main() -> None:
+def measure(variants: List[str], images: int, rounds: int, steps: int) -> Dict[str, List[float]]:
+    """Images per second of each variant in each round, variants taking turns."""
+    pixels, labels = mnist.load(mnist.TRAIN, images)
+    running = workers.start(_worker, variants, mnist.scaled(pixels), labels, steps)
+    speeds: Dict[str, List[float]] = {variant: [] for variant in variants}
+    try:
+        for round_number in range(rounds):
+            for variant, (_, connection) in running.items():
+                connection.send("run")
+                speeds[variant].append(round(steps * BATCH / connection.recv(), 1))
+            print(f"round {round_number + 1}: " + ", ".join(f"{v} {s[-1]}" for v, s in speeds.items()), flush=True)
+    finally:
+        workers.stop(running)
+    return speeds
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=12_000)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=128)
-    args = parser.parse_args()
-    images, labels = mnist_train(args.images)
-    runs: Dict[str, List[float]] = {"notebook": [], "pipeline": []}
-    for round_number in range(args.rounds):
-        for name, make_data in (("notebook", notebook_data), ("pipeline", pipeline_data)):
-            runs[name].append(round(timed_epoch(make_data, images, labels, args.batch), 1))
-            print(f"round {round_number + 1}: {name} {runs[name][-1]} images/s", flush=True)
-    ratios = [round(p / n, 2) for p, n in zip(runs["pipeline"], runs["notebook"])]
-    print(json.dumps({
+    parser.add_argument("--images", type=int, default=8_000, help="training images held in memory")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per variant per round")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    args = parser.parse_args(argv)
+    variants = [BASELINE] + [v for v in args.variants if v != BASELINE]
+    speeds = measure(variants, args.images, args.rounds, args.steps)
+    ratios = {v: [round(s / b, 3) for s, b in zip(speeds[v], speeds[BASELINE])] for v in variants}
+    result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "images_per_epoch": args.images, "batch": args.batch, "images_per_s": runs,
-        "median_images_per_s": {name: float(np.median(values)) for name, values in runs.items()},
-        "pipeline_over_notebook": ratios, "median_ratio": float(np.median(ratios)),
-    }, indent=2))
+        "date": time.strftime("%Y-%m-%d"), "images": args.images, "batch": BATCH, "steps_per_round": args.steps,
+        "images_per_s": speeds,
+        "median_images_per_s": {v: float(np.median(s)) for v, s in speeds.items()},
+        "ratio_to_notebook": ratios,
+        "median_ratio_to_notebook": {v: float(np.median(r)) for v, r in ratios.items()},
+    }
+    print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

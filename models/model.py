@@ -2,6 +2,7 @@
 
 import math
 import os
+from types import ModuleType
 from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
@@ -12,7 +13,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import features, preprocessing
-from pipeline.configs import TrainerConfig
+from pipeline.configs import PRECISIONS, TrainerConfig
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
@@ -24,28 +25,46 @@ ZOOM = 0.1
 SHIFT = 0.1
 
 
-def build_model(learning_rate: float) -> keras.Model:
-    """Two conv blocks (32x5x5, 64x3x3) with batch norm, then dense 256, softmax over 10 digits."""
-    layers = keras.layers
-    inputs = keras.Input(shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 1), name=IMAGE_XF)
+def build_model(learning_rate: float, precision: str = "float32", api: ModuleType = keras) -> keras.Model:
+    """Two conv blocks (32x5x5, 64x3x3) with batch norm, then dense 256, softmax over 10 digits.
+
+    `precision` is the layers' dtype policy ("float32" or "mixed_bfloat16": bfloat16 maths, float32
+    weights); the softmax stays float32 either way, so probabilities keep full precision. `api` is the
+    Keras to build with: tf_keras (what TFT's layer and the export need), or Keras 3 for the training
+    benchmark's comparison.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    layers = api.layers
+    inputs = api.Input(shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 1), name=IMAGE_XF)
     x = inputs
     for filters, kernel in ((32, 5), (64, 3)):
         for _ in range(2):
-            x = layers.Conv2D(filters, kernel, padding="same", activation="relu")(x)
-            x = layers.BatchNormalization()(x)
-        x = layers.MaxPooling2D()(x)
-        x = layers.Dropout(0.25)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(256, activation="relu")(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(features.NUM_CLASSES, activation="softmax", name=features.PROBABILITIES_OUTPUT)(x)
-    model = keras.Model(inputs, outputs, name="digits_cnn")
+            x = layers.Conv2D(filters, kernel, padding="same", activation="relu", dtype=precision)(x)
+            x = layers.BatchNormalization(dtype=precision)(x)
+        x = layers.MaxPooling2D(dtype=precision)(x)
+        x = layers.Dropout(0.25, dtype=precision)(x)
+    x = layers.Flatten(dtype=precision)(x)
+    x = layers.Dense(256, activation="relu", dtype=precision)(x)
+    x = layers.BatchNormalization(dtype=precision)(x)
+    x = layers.Dropout(0.5, dtype=precision)(x)
+    outputs = layers.Dense(
+        features.NUM_CLASSES, activation="softmax", name=features.PROBABILITIES_OUTPUT, dtype="float32"
+    )(x)
+    model = api.Model(inputs, outputs, name="digits_cnn")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        optimizer=api.optimizers.Adam(learning_rate),
+        loss=api.losses.SparseCategoricalCrossentropy(),
+        metrics=[api.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
+    return model
+
+
+def trained_model(run_dir: str) -> keras.Model:
+    """The CNN in float32 with a Trainer run's best weights, the ones it exported (for the report's
+    feature maps and the TFLite export; the served model is the SavedModel)."""
+    model = build_model(learning_rate=1e-3)
+    model.load_weights(os.path.join(run_dir, BEST_WEIGHTS)).expect_partial()
     return model
 
 
@@ -221,7 +240,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     strategy = strategy_for(config.strategy)
     with strategy.scope():
-        model = build_model(config.learning_rate)
+        model = build_model(config.learning_rate, config.precision)
     run_dir = fn_args.model_run_dir
     logging.info("Training for up to %d epochs on %d replica(s); logs in %s", config.epochs, strategy.num_replicas_in_sync, run_dir)
     model.fit(

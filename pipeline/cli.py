@@ -8,6 +8,7 @@
 """
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -35,6 +36,8 @@ _COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)\.")
 _KNOWN_NOISE = re.compile(
     r"[Dd]eprecat|property_predicate is not supported|crcmod package not found"
     r"|does not have payload_format custom property"  # TFX 1.16 on Transform's output; harmless.
+    r"|Input resolution error: .* returned None"  # A resolver with nothing to find yet: a first run.
+    r"|AutoGraph could not transform <function create_autocast_variable"  # Mixed precision; harmless.
 )
 
 
@@ -71,7 +74,7 @@ class ReadableLogs(logging.Filter):
         return record.pathname.startswith(self._own) or bool(_COMPONENT_EVENT.search(record.getMessage()))
 
 
-def _setup_logging(verbose: bool) -> ComponentTimer:
+def setup_logging(verbose: bool) -> ComponentTimer:
     """Filters sit on the loggers, not on handlers, so they hold whichever handler a library installs."""
     absl_logging.set_verbosity(absl_logging.INFO)
     timer = ComponentTimer()
@@ -102,11 +105,13 @@ def _profile(name: str) -> configs.Profile:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    timer = _setup_logging(args.verbose)
+    timer = setup_logging(args.verbose)
     from pipeline import local_runner, summary  # Heavy imports: only for the command that needs them.
 
     started = time.time()
     profile = _profile(args.profile)
+    if args.precision:
+        profile = dataclasses.replace(profile, precision=args.precision)
     print(f"Running pipeline '{configs.PIPELINE_NAME}', profile '{profile.name}', data {args.data}, "
           f"output {args.output}", flush=True)
     try:
@@ -143,7 +148,7 @@ def _write_report(output_root: str, run=None) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     from reports.run_report import ReportError
 
     try:
@@ -156,7 +161,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     from pipeline import kubeflow_runner
 
     path = kubeflow_runner.compile_pipeline(
@@ -228,6 +233,9 @@ def parser() -> argparse.ArgumentParser:
                      help="curated schema the data is validated against (schema.pbtxt)")
     run.add_argument("--strategy", choices=configs.STRATEGIES, default="default", help="tf.distribute strategy")
     run.add_argument("--seed", type=int, default=42, help="training seed")
+    run.add_argument("--precision", choices=configs.PRECISIONS, default=None,
+                     help=f"the CNN's dtype policy (default {configs.DEFAULT_PRECISION}; float32 on CPUs "
+                          "without bfloat16 instructions, where bfloat16 is slow)")
     run.add_argument("--min-accuracy", type=float, default=None,
                      help="override the profile's accuracy bar for blessing")
     run.add_argument("--no-cache", action="store_true", help="rerun every component even if cached")

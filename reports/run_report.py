@@ -21,7 +21,7 @@ import tf_keras as keras
 from absl import logging
 
 from models import features
-from models.model import BEST_WEIGHTS, METRICS_CSV, build_model
+from models.model import METRICS_CSV, trained_model
 from pipeline import configs, summary
 from reports import analysis, figures
 
@@ -85,8 +85,7 @@ def predict(model_uri: str, pixels: np.ndarray) -> np.ndarray:
 
 def conv_block_outputs(trainer_logs: str, transform_graph_uri: str, pixels: np.ndarray) -> List[Tuple[str, np.ndarray]]:
     """Activations of the last convolution of each block, for the trained weights (best checkpoint)."""
-    model = build_model(learning_rate=1e-3)
-    model.load_weights(os.path.join(trainer_logs, BEST_WEIGHTS)).expect_partial()
+    model = trained_model(trainer_logs)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     # Each block is two convolutions: the second of each pair is what the block passes on.
     chosen = convs[1::2]

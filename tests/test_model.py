@@ -25,6 +25,27 @@ def test_cnn_architecture():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_bfloat16_model_keeps_float32_weights_and_probabilities():
+    net = model.build_model(1e-3, "mixed_bfloat16")
+    convs = [layer for layer in net.layers if type(layer).__name__ == "Conv2D"]
+    assert {c.compute_dtype for c in convs} == {"bfloat16"} and {c.variable_dtype for c in convs} == {"float32"}
+    x = np.random.rand(32, 28, 28, 1).astype("float32")
+    history = net.fit(x, np.arange(32) % 10, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    probabilities = net(x, training=False)
+    assert probabilities.dtype == tf.float32
+    np.testing.assert_allclose(probabilities.numpy().sum(axis=1), 1.0, rtol=1e-5)
+    # The same weights load into a float32 model (the report's feature maps build one).
+    twin = model.build_model(1e-3)
+    twin.set_weights(net.get_weights())
+    np.testing.assert_allclose(twin(x, training=False).numpy(), probabilities.numpy(), atol=0.05)
+
+
+def test_unknown_precision():
+    with pytest.raises(ValueError, match="Unknown precision 'float16'"):
+        model.build_model(1e-3, "float16")
+
+
 def _digit_batch(n: int = 64) -> tf.Tensor:
     images = np.zeros((n, 28, 28, 1), np.float32)
     images[:, 9:19, 11:17, 0] = 1.0
@@ -64,6 +85,7 @@ def test_trainer_config_from_profile():
     profile = configs.PROFILES["standard"]
     config = configs.TrainerConfig.from_profile(profile, strategy="mirrored", seed=7)
     assert (config.epochs, config.batch_size, config.strategy, config.seed) == (profile.epochs, profile.batch_size, "mirrored", 7)
+    assert config.precision == profile.precision == configs.DEFAULT_PRECISION
 
 
 MIRRORED_SCRIPT = """
