@@ -1,5 +1,6 @@
 """The bundled MNIST as NumPy arrays, for the benchmarks (the pipeline itself reads it with DigitExampleGen)."""
 
+import itertools
 import os
 from typing import Optional, Tuple
 
@@ -16,8 +17,7 @@ TEST = "t10k"
 def load(prefix: str, count: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """The first `count` (default all) digits of a file pair: pixels 0-255 [n, 28, 28] float32, labels int64."""
     paths = (os.path.join(configs.DATA_ROOT, f"{prefix}-{kind}-ubyte.gz") for kind in ("images-idx3", "labels-idx1"))
-    digits = readers.read_idx(*paths)
-    pairs = [(pixels, label) for _, (_, pixels, label) in zip(range(count or 10**9), digits)]
+    pairs = [(pixels, label) for _, pixels, label in itertools.islice(readers.read_idx(*paths), count)]
     return np.stack([p for p, _ in pairs]).astype(np.float32), np.array([label for _, label in pairs], np.int64)
 
 

@@ -68,11 +68,11 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     if len(pixels) % CHUNK:
         raise SystemExit(f"{len(pixels)} test digits: expected a multiple of {CHUNK}")
     saved_model = float((np.argmax(predict(run.model_uri, pixels), axis=1) == labels).mean())
-    model = trained_model(run.trainer_logs)
+    model, images = trained_model(run.trainer_logs), mnist.scaled(pixels)
     results = {}
     for conversion in CONVERSIONS:
         flatbuffer = convert(model, conversion)
-        accuracy = float((tflite_predictions(flatbuffer, mnist.scaled(pixels)) == labels).mean())
+        accuracy = float((tflite_predictions(flatbuffer, images) == labels).mean())
         results[conversion] = {"bytes": len(flatbuffer), "test_accuracy": accuracy}
         if args.save_dir:
             os.makedirs(args.save_dir, exist_ok=True)
