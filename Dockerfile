@@ -15,6 +15,7 @@ RUN pip install --no-cache-dir uv \
 
 # Code and the bundled MNIST (the pipeline's default data root in the cluster is /app/data/mnist).
 COPY setup.py README.md ./
+COPY cli cli
 COPY pipeline pipeline
 COPY components components
 COPY models models

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PROFILE ?= standard
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: setup browser run smoke test lock clean
+.PHONY: setup browser run smoke check test test-fast lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,18 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed (as root: apt-get install chromium); the drawing-page test will be skipped"; fi; }
 
-test: setup browser
+# Lint, format and types of the package code (configured in pyproject.toml).
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The unit tests only: no pipeline run, no trained model (under a minute).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not component and not e2e"
+
+# Everything CI runs: the checks, then every test.
+test: setup browser check
 	$(BIN)/python -m pytest
 
 lock: $(BIN)/uv

@@ -14,9 +14,23 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "models", "models.*", "serving", "serving.*", "reports", "reports.*"]),
-    package_data={"serving": ["static/*.html", "deploy/*.yml", "deploy/*.yaml"]},
+    packages=find_packages(
+        include=[
+            "cli",
+            "cli.*",
+            "pipeline",
+            "pipeline.*",
+            "components",
+            "components.*",
+            "models",
+            "models.*",
+            "serving",
+            "serving.*",
+            "reports",
+            "reports.*",
+        ]
+    ),
+    package_data={"serving": ["static/*.html", "deploy/*.yml", "deploy/*.yaml", "deploy/*.txt", "deploy/*.config"]},
     install_requires=[
         "tfx[kfp]>=1.16,<1.17",
         "tensorflow>=2.16,<2.17",
@@ -31,7 +45,24 @@ setup(
         "numpy>=1.26,<2",
         "pillow>=10",
         "matplotlib>=3.8",
+        "fastapi>=0.110",
+        "uvicorn[standard]>=0.30",
+        "orjson>=3.9",
+        "prometheus-client>=0.20",
+        "swagger-ui-bundle>=1.1",
+        "psutil>=5.9",
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6", "nbclient>=0.10", "ipykernel>=6", "playwright>=1.40"]},
-    entry_points={"console_scripts": ["digits=pipeline.cli:main"]},
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "schemathesis>=4",
+            "nbclient>=0.10",
+            "ipykernel>=6",
+            "playwright>=1.40",
+            "ruff",
+            "mypy",
+        ]
+    },
+    entry_points={"console_scripts": ["digits=cli.main:main"]},
 )

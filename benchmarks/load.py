@@ -1,15 +1,20 @@
-"""Load test of the model server: concurrent REST clients, a hot swap to a new version midway,
-errors counted and the server's memory (RSS) watched.
+"""Load test of the model server: concurrent keep-alive REST clients, hot swaps to a *different* model
+while they run, every answer checked against the version that should have given it, and the server's
+memory (RSS) watched.
 
-    .venv/bin/python -m benchmarks.load --model output/serving_model/digits/<version> [--clients 16 --requests 5000]
+    .venv/bin/python -m benchmarks.load [--output output] [--clients 16] [--requests 5000] [--swaps 1]
+                                        [--runs 10] [--no-batching]
 
-The server runs as its own process (`digits serve`, loopback, a free port) so that its RSS is its own.
-Each client keeps one HTTP/1.1 connection and sends one test digit per request; when half the
-requests are done, a copy of the model is pushed as a new version (saved_model.pb last, as the Pusher
-does), and the run checks that the server switched to it before the load ended.
+The server runs as its own process (`digits serve`, loopback, free ports) so that its RSS is its own,
+with TF Serving's default policy (one version) and, unless `--no-batching`, server-side batching with
+the deploy files' parameters. Version 1 is the pipeline's pushed model; the swaps push, in turn, an untrained
+copy of the CNN and the pushed model again (saved_model.pb last, as the Pusher does). Each client sends
+one test digit per request. A request is an error if it fails, or if its answer is not the one of the
+version serving when it was sent (a request in flight across a swap may get either).
 """
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -19,29 +24,53 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import psutil
 
-from benchmarks import mnist
+from benchmarks import mnist, variants
 from models import features
-from pipeline import configs
-from serving.model_store import copy_version
+from pipeline import configs, summary
 
 _REST_LINE = re.compile(r"REST\s+http://127\.0\.0\.1:(\d+)/")
+BATCHING_PARAMETERS = os.path.join(configs.PROJECT_ROOT, "serving", "deploy", "batching_parameters.txt")
+"""The batching the deploy files give the real TF Serving."""
+IMAGES = 256
+SETTLE_SECONDS = 60.0
 
 
 class ServerProcess:
     """`digits serve` in a subprocess, on free loopback ports."""
 
-    def __init__(self, base: str, poll_seconds: float = 0.5):
+    def __init__(self, base: str, extra: List[str], poll_seconds: float = 0.2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--model-base-path", base, "--rest-port", "0",
-             "--grpc-port", "0", "--poll-seconds", str(poll_seconds)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=configs.PROJECT_ROOT,
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "serve",
+                "--model_base_path",
+                base,
+                "--model_name",
+                features.MODEL_NAME,
+                "--rest_api_port",
+                "0",
+                "--port",
+                "0",
+                "--file_system_poll_wait_seconds",
+                str(poll_seconds),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=configs.PROJECT_ROOT,
         )
+        assert self.process.stdout is not None
+        self.stdout = self.process.stdout
         self.output: List[str] = []
         self.port = self._wait_for_port()
         threading.Thread(target=self._drain, daemon=True).start()
@@ -49,7 +78,7 @@ class ServerProcess:
     def _wait_for_port(self, seconds: float = 180.0) -> int:
         deadline = time.time() + seconds
         while time.time() < deadline:
-            line = self.process.stdout.readline()
+            line = self.stdout.readline()
             if not line and self.process.poll() is not None:
                 break
             self.output.append(line)
@@ -60,21 +89,24 @@ class ServerProcess:
         raise RuntimeError("model server did not start:\n" + "".join(self.output[-30:]))
 
     def _drain(self) -> None:
-        for line in self.process.stdout:
+        for line in self.stdout:
             self.output.append(line)
 
     def rss_mb(self) -> float:
         return psutil.Process(self.process.pid).memory_info().rss / 2**20
 
-    def served_version(self) -> Optional[int]:
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
+    def available_versions(self) -> List[int]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            conn.request("GET", f"/v1/models/{configs.MODEL_NAME}")
+            conn.request("GET", f"/v1/models/{features.MODEL_NAME}")
             status = json.loads(conn.getresponse().read())["model_version_status"]
         finally:
             conn.close()
-        available = [int(s["version"]) for s in status if s["state"] == "AVAILABLE"]
-        return max(available) if available else None
+        return sorted(int(s["version"]) for s in status if s["state"] == "AVAILABLE")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -84,100 +116,217 @@ class ServerProcess:
             self.process.kill()
 
 
-def run_load(model_dir: str, clients: int = 16, requests: int = 5000, work_dir: Optional[str] = None) -> Dict:
-    """Serves `model_dir` as version 1, loads it with `clients` x keep-alive connections for
-    `requests` single-digit predictions in total, and pushes version 2 halfway."""
-    work_dir = work_dir or tempfile.mkdtemp(prefix="digits-load-")
-    base = os.path.join(work_dir, configs.MODEL_NAME)
-    copy_version(model_dir, base, 1)
-    server = ServerProcess(base)
-    images, _ = mnist.load(mnist.TEST, 256)
-    bodies = [json.dumps({"signature_name": features.IMAGES_SIGNATURE, "instances": [img.tolist()]}).encode()
-              for img in images]
-    path = f"/v1/models/{configs.MODEL_NAME}:predict"
-    lock = threading.Lock()
-    done, errors, latencies = [0], [], []
-    swapped = threading.Event()
+def expected_answers(model_dir: str, images: np.ndarray) -> np.ndarray:
+    """The probabilities a model gives each image, called in-process."""
+    import tensorflow as tf
 
-    def client(index: int) -> None:
+    signature = tf.saved_model.load(model_dir).signatures[features.IMAGES_SIGNATURE]
+    return signature(**{features.IMAGES_INPUT: tf.constant(images)})[features.PROBABILITIES_OUTPUT].numpy()
+
+
+@dataclasses.dataclass
+class _Log:
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    done: int = 0
+    latencies: List[float] = dataclasses.field(default_factory=list)
+    errors: List[str] = dataclasses.field(default_factory=list)
+    answered: List[Tuple[float, int]] = dataclasses.field(default_factory=list)
+    """(send time, index of the model whose answer came back)."""
+
+
+def _own_cpu_seconds() -> float:
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+def _allowed_models(swaps: List[Dict], sent: float) -> set:
+    """The models that may answer a request sent at `sent`: the one of the newest version serving alone
+    by then (model 0 before any swap), and those of versions pushed by then but not yet alone."""
+    alone = [s for s in swaps if s["serving_since"] is not None and s["serving_since"] <= sent]
+    allowed = {alone[-1]["model"] if alone else 0}
+    newest_alone = alone[-1]["version"] if alone else 1
+    allowed.update(s["model"] for s in swaps if s["pushed"] <= sent and s["version"] > newest_alone)
+    return allowed
+
+
+def run_load(
+    model_dirs: Tuple[str, str],
+    clients: int = 16,
+    requests: int = 5000,
+    swaps: int = 1,
+    batching: bool = True,
+    work_dir: Optional[str] = None,
+    batching_parameters: str = BATCHING_PARAMETERS,
+) -> Dict:
+    """Serves `model_dirs[0]` as version 1, loads it with `clients` keep-alive connections for
+    `requests` one-digit predictions, and pushes `swaps` new versions (alternating the two models) at
+    even intervals."""
+    work_dir = work_dir or tempfile.mkdtemp(prefix="digits-load-")
+    base = os.path.join(work_dir, features.MODEL_NAME)
+    variants.push_version(model_dirs[0], base, 1)
+    extra: List[str] = []
+    if batching:
+        extra = ["--enable_batching", "--batching_parameters_file", batching_parameters]
+    images, _ = mnist.load(mnist.TEST, IMAGES)
+    expected = [expected_answers(d, images) for d in model_dirs]
+    bodies = [
+        json.dumps({"signature_name": features.IMAGES_SIGNATURE, "instances": [img.tolist()]}).encode()
+        for img in images
+    ]
+    server = ServerProcess(base, extra)
+    path = f"/v1/models/{features.MODEL_NAME}:predict"
+    log = _Log()
+    marks = [requests * (k + 1) // (swaps + 1) for k in range(swaps)]
+    swap_due = [threading.Event() for _ in marks]
+
+    def which_model(index: int, probabilities: List[float]) -> int:
+        for m, answers in enumerate(expected):
+            if np.allclose(probabilities, answers[index], atol=1e-4):
+                return m
+        return -1
+
+    def client(first: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        for k in range(index, requests, clients):
-            started = time.perf_counter()
+        for k in range(first, requests, clients):
+            sent = time.perf_counter()
+            model, problem = -1, None
             try:
-                conn.request("POST", path, bodies[k % len(bodies)], {"Content-Type": "application/json"})
+                conn.request("POST", path, bodies[k % IMAGES], {"Content-Type": "application/json"})
                 response = conn.getresponse()
                 answer = response.read()
-                ok = response.status == 200 and len(json.loads(answer)["predictions"]) == 1
-                problem = None if ok else f"HTTP {response.status}: {answer[:200]!r}"
-            except Exception as e:  # pylint: disable=broad-except  (every failure is counted, none is fatal)
+                if response.status != 200:
+                    problem = f"HTTP {response.status}: {answer[:200]!r}"
+                else:
+                    model = which_model(k % IMAGES, json.loads(answer)["predictions"][0][features.PROBABILITIES_OUTPUT])
+                    problem = None if model >= 0 else "an answer neither model gives"
+            except Exception as e:
                 problem = f"{type(e).__name__}: {e}"
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-            with lock:
-                latencies.append(time.perf_counter() - started)
-                done[0] += 1
+            with log.lock:
+                log.latencies.append(time.perf_counter() - sent)
+                log.answered.append((sent, model))
+                log.done += 1
                 if problem:
-                    errors.append(problem)
-                if done[0] == requests // 2:
-                    swapped.set()
+                    log.errors.append(problem)
+                for mark, event in zip(marks, swap_due):
+                    if log.done == mark:
+                        event.set()
         conn.close()
 
+    swap_log: List[Dict] = []
     try:
-        for body in bodies[:20]:  # Warm-up: the first requests trace the model's functions.
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-            conn.request("POST", path, body, {"Content-Type": "application/json"})
-            conn.getresponse().read()
-            conn.close()
+        warm = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        first_started = time.perf_counter()
+        warm.request("POST", path, bodies[0], {"Content-Type": "application/json"})
+        warm.getresponse().read()
+        first_request_ms = (time.perf_counter() - first_started) * 1000
+        warm.close()
         rss_before = server.rss_mb()
+        cpu_before = (server.cpu_seconds(), _own_cpu_seconds())
         started = time.perf_counter()
         threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
         for t in threads:
             t.start()
-        swapped.wait()
-        copy_version(model_dir, base, 2)
-        rss_at_swap = server.rss_mb()
-        swap_seen_at, rss_swapped = None, None
-        while any(t.is_alive() for t in threads):
-            if swap_seen_at is None and server.served_version() == 2:
-                with lock:
-                    swap_seen_at = done[0]
-                rss_swapped = server.rss_mb()
-            time.sleep(0.1)
+        for k, event in enumerate(swap_due):
+            version, model = k + 2, (k + 1) % 2
+            while not event.wait(0.1):
+                if not any(t.is_alive() for t in threads):
+                    break
+            pushed = time.perf_counter()
+            variants.push_version(model_dirs[model], base, version)
+            serving_since = None
+            while time.perf_counter() - pushed < SETTLE_SECONDS:
+                if server.available_versions() == [version]:
+                    serving_since = time.perf_counter()
+                    break
+                time.sleep(0.05)
+            swap_log.append(
+                {
+                    "version": version,
+                    "model": model,
+                    "pushed_at_request": marks[k],
+                    "pushed": pushed,
+                    "seconds_to_serve_alone": None if serving_since is None else round(serving_since - pushed, 2),
+                    "serving_since": serving_since,
+                    "rss_mb": round(server.rss_mb(), 1),
+                }
+            )
+        for t in threads:
+            t.join()
         elapsed = time.perf_counter() - started
+        cpu = (server.cpu_seconds() - cpu_before[0], _own_cpu_seconds() - cpu_before[1])
         rss_after = server.rss_mb()
-        served_after = server.served_version()
+        final_versions = server.available_versions()
     finally:
         server.stop()
-    ms = np.array(latencies) * 1000
+    stale = sum(1 for sent, model in log.answered if model >= 0 and model not in _allowed_models(swap_log, sent))
+    ms = np.array(log.latencies) * 1000
+    for entry in swap_log:
+        entry.pop("serving_since")
+        entry.pop("pushed")
     return {
         "clients": clients,
-        "requests": len(latencies),
-        "errors": len(errors),
-        "first_errors": errors[:5],
+        "requests": len(log.latencies),
+        "batching": batching,
+        "errors": len(log.errors) + stale + sum(1 for s in swap_log if s["seconds_to_serve_alone"] is None),
+        "stale_answers": stale,
+        "first_errors": log.errors[:5],
         "seconds": round(elapsed, 2),
-        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "requests_per_s": round(len(log.latencies) / elapsed, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
-        "version_2_pushed_after_requests": requests // 2,
-        "version_2_served_by_request": swap_seen_at,
-        "served_version_after": served_after,
+        "first_request_ms": round(first_request_ms, 1),
+        "server_cpu_s": round(cpu[0], 2),
+        "clients_cpu_s": round(cpu[1], 2),
+        "swaps": swap_log,
+        "served_versions_after": final_versions,
         "rss_mb_before": round(rss_before, 1),
-        "rss_mb_at_swap": round(rss_at_swap, 1),
-        "rss_mb_once_version_2_served": None if rss_swapped is None else round(rss_swapped, 1),
         "rss_mb_after": round(rss_after, 1),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="a pushed model version folder (has saved_model.pb)")
+def model_pair(output_root: str, work_dir: str) -> Tuple[str, str]:
+    """The newest run's pushed model, and an untrained copy of its CNN."""
+    run = summary.latest_run(configs.metadata_path(output_root), pushed=True)
+    if not run.pushed_to or not run.transform_graph_uri:
+        raise SystemExit(f"no pushed model in {output_root}: run the pipeline first (make run)")
+    return run.pushed_to, variants.export_untrained(run.transform_graph_uri, os.path.join(work_dir, "untrained"))
+
+
+def main(argv: Optional[List[str]] = None) -> List[Dict]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="a pipeline run's --output folder")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=5000)
-    args = parser.parse_args()
+    parser.add_argument("--swaps", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-batching", action="store_true")
+    parser.add_argument(
+        "--batching-parameters", default=BATCHING_PARAMETERS, help="TF Serving's BatchingParameters file"
+    )
+    args = parser.parse_args(argv)
+    results = []
     with tempfile.TemporaryDirectory(prefix="digits-load-") as work_dir:
-        result = run_load(args.model, args.clients, args.requests, work_dir)
-    print(json.dumps(result, indent=2))
-    sys.exit(1 if result["errors"] else 0)
+        models = model_pair(args.output, work_dir)
+        for run in range(args.runs):
+            run_dir = os.path.join(work_dir, f"run{run}")
+            os.makedirs(run_dir)
+            results.append(
+                run_load(
+                    models,
+                    args.clients,
+                    args.requests,
+                    args.swaps,
+                    not args.no_batching,
+                    run_dir,
+                    args.batching_parameters,
+                )
+            )
+            print(json.dumps(results[-1]), flush=True)
+    if any(r["errors"] for r in results):
+        sys.exit(1)
+    return results
 
 
 if __name__ == "__main__":

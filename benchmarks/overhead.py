@@ -7,10 +7,12 @@ so what is timed is ingestion, statistics, validation, Transform, the Evaluator 
 split and the Pusher. A size of N images is the first 6/7 N training and 1/7 N test images of the
 bundled MNIST (7,000: 6,000 + 1,000); 70,000 is all of it. Beam runs on the DirectRunner either in
 memory with one worker or in multi-processing mode with two. Runs alternate (sizes x modes, per round)
-so that all of them see the same machine. Component times are those `digits run` prints (from LocalDagRunner's log lines).
+so that all of them see the same machine. Component times are those `digits run` prints (from
+LocalDagRunner's log lines).
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -18,7 +20,9 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from pipeline import cli, configs, local_runner
+from cli.logs import ComponentTimer, setup_logging
+from models.config import TrainerConfig
+from pipeline import configs, local_runner
 
 MNIST_SIZE = 70_000
 MODE_ARGS = {
@@ -28,22 +32,31 @@ MODE_ARGS = {
 TRAINER = "Trainer"
 
 
-def overhead_profile(images: int) -> configs.Profile:
+def overhead_settings(images: int, mode: str) -> configs.Settings:
     """All images (or the first N, in MNIST's 6:1 train/test proportion), one training step, no bar."""
     full = images >= MNIST_SIZE
-    return configs.Profile(
-        f"overhead{images}", train_limit=None if full else images * 6 // 7,
-        test_limit=None if full else images // 7, epochs=1, min_accuracy=0.0, steps_per_epoch=1,
+    profile = configs.Profile(
+        f"overhead{images}",
+        min_accuracy=0.0,
+        trainer=TrainerConfig(epochs=1, steps_per_epoch=1),
+        train_limit=None if full else images * 6 // 7,
+        test_limit=None if full else images // 7,
+    )
+    return dataclasses.replace(
+        configs.settings(beam_arg=MODE_ARGS[mode]),
+        profile=profile,
+        trainer=profile.trainer,
+        min_accuracy=profile.min_accuracy,
     )
 
 
-def timed_run(images: int, mode: str, work_dir: str, timer: cli.ComponentTimer) -> Dict[str, float]:
+def timed_run(images: int, mode: str, work_dir: str, timer: ComponentTimer) -> Dict[str, float]:
     """Component name -> seconds for one uncached run, as `digits run` reports them, plus the sum of
     all but the Trainer, and the wall time of the whole run."""
     output = tempfile.mkdtemp(prefix=f"{images}-{mode}-", dir=work_dir)
     timer.seconds.clear()
     started = time.perf_counter()
-    local_runner.run(overhead_profile(images), output_root=output, beam_args=MODE_ARGS[mode], enable_cache=False)
+    local_runner.run(overhead_settings(images, mode), output_root=output, enable_cache=False)
     wall = time.perf_counter() - started
     seconds = {name: round(s, 1) for name, s in timer.seconds.items()}
     others = sum(s for name, s in seconds.items() if name != TRAINER)
@@ -57,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--work-dir", default=None, help="where the runs write (default: a temporary folder)")
     args = parser.parse_args(argv)
-    timer = cli.setup_logging(verbose=False)
+    timer = setup_logging(verbose=False)
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="digits-overhead-")
     results: Dict[str, List[Dict[str, float]]] = {}
     for round_number in range(args.rounds):
@@ -66,10 +79,16 @@ def main(argv: Optional[List[str]] = None) -> None:
                 key = f"{images} images, {mode}"
                 results.setdefault(key, []).append(timed_run(images, mode, work_dir, timer))
                 print(f"round {round_number + 1}: {key}: {json.dumps(results[key][-1])}", flush=True)
-    print(json.dumps({
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"), "runs": results,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                "date": time.strftime("%Y-%m-%d"),
+                "runs": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
-"""Serving latency and throughput of the project's model server, REST and gRPC, on loopback.
+"""Serving latency and throughput of the project's model server, REST and gRPC, on loopback, beside the
+same model called in-process; and the first request to a new version with and without warmup.
 
-    .venv/bin/python -m benchmarks.serving [--model-base-path output/serving_model/digits]
+    .venv/bin/python -m benchmarks.serving [--output output]
 
-Latency: one image per request, sequential requests (p50 / p99). Throughput: batched requests from
-several concurrent clients (images/s). Every loop is bounded in count; traffic stays on 127.0.0.1.
+- Latency: one image per request, sequential requests (p50 / p99), REST, gRPC and in-process.
+- Throughput: batched requests (128 images) from several concurrent clients (images/s), REST, gRPC
+  and in-process.
+- First request: a version freshly loaded by a server with `--enable_model_warmup true` or `false`,
+  timed on its first predict request (one image), each signature in turn.
+
+Every loop is bounded in count; traffic stays on 127.0.0.1.
 """
 
 import argparse
@@ -11,15 +17,17 @@ import concurrent.futures
 import json
 import os
 import platform
+import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from benchmarks import mnist
+from benchmarks import mnist, variants
 from models import features
-from pipeline import configs
+from pipeline import configs, summary
 from serving.client import GrpcClient, RestClient
+from serving.config import ServerOptions, single_model
 from serving.server import ModelServer
 
 
@@ -36,8 +44,12 @@ def _latencies(call: Callable[[], object], requests: int) -> List[float]:
 
 def _summary(times: List[float]) -> Dict[str, float]:
     ms = np.array(times) * 1000
-    return {"requests": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "mean_ms": round(float(ms.mean()), 2)}
+    return {
+        "requests": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "mean_ms": round(float(ms.mean()), 2),
+    }
 
 
 def _throughput(call: Callable[[], object], batch: int, clients: int, requests_per_client: int) -> Dict[str, float]:
@@ -47,40 +59,111 @@ def _throughput(call: Callable[[], object], batch: int, clients: int, requests_p
         list(pool.map(lambda _: [call() for _ in range(requests_per_client)], range(clients)))
     elapsed = time.perf_counter() - started
     images = batch * clients * requests_per_client
-    return {"batch": batch, "clients": clients, "images": images, "seconds": round(elapsed, 2),
-            "images_per_s": round(images / elapsed, 1)}
+    return {
+        "batch": batch,
+        "clients": clients,
+        "images": images,
+        "seconds": round(elapsed, 2),
+        "images_per_s": round(images / elapsed, 1),
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-base-path", default=configs.serving_model_dir(configs.OUTPUT_ROOT))
+def first_requests(model_dir: str, warmup: bool, image: np.ndarray) -> Dict[str, float]:
+    """Milliseconds of the first request to each signature of a version that was just loaded."""
+    with tempfile.TemporaryDirectory() as work:
+        base = os.path.join(work, features.MODEL_NAME)
+        variants.push_version(model_dir, base, 1)
+        server = ModelServer(
+            ServerOptions(
+                models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None, enable_model_warmup=warmup
+            )
+        ).start()
+        client = RestClient(server.rest_url)
+        png = [mnist_png(image)]
+        calls = {
+            features.IMAGES_SIGNATURE: lambda: client.classify_pixels(image[None]),
+            features.IMAGE_BYTES_SIGNATURE: lambda: client.classify_pictures(png),
+            features.CLASSIFY_SIGNATURE: lambda: client.classify(
+                [{features.IMAGE_KEY: image.astype(int).ravel().tolist()}]
+            ),
+        }
+        try:
+            times = {}
+            for name, call in calls.items():
+                started = time.perf_counter()
+                call()
+                times[name] = round((time.perf_counter() - started) * 1000, 1)
+        finally:
+            server.stop()
+    return times
+
+
+def mnist_png(image: np.ndarray) -> bytes:
+    import tensorflow as tf
+
+    return tf.io.encode_png(tf.constant(image.astype(np.uint8)[..., None])).numpy()
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="a pipeline run's --output folder")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batches-per-client", type=int, default=10)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    import tensorflow as tf
 
+    run = summary.latest_run(configs.metadata_path(args.output), pushed=True)
+    if not run.pushed_to:
+        raise SystemExit(f"no pushed model in {args.output}: run the pipeline first (make run)")
     images, _ = mnist.load(mnist.TEST, args.batch)
-    server = ModelServer(args.model_base_path, configs.MODEL_NAME, rest_port=0, grpc_port=0).start()
-    rest = RestClient(server.rest_url)
-    grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}")
     one, batch = images[:1], images
-    try:
-        results = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "model_version": server.store.get().version,
-            "rest_one_image": _summary(_latencies(lambda: rest.classify_pixels(one), args.requests)),
-            "grpc_one_image": _summary(_latencies(
-                lambda: grpc_client.predict(features.IMAGES_SIGNATURE, {features.IMAGES_INPUT: one}), args.requests)),
-            "rest_batched": _throughput(lambda: rest.classify_pixels(batch), args.batch, args.clients, args.batches_per_client),
-            "grpc_batched": _throughput(
-                lambda: grpc_client.predict(features.IMAGES_SIGNATURE, {features.IMAGES_INPUT: batch}),
-                args.batch, args.clients, args.batches_per_client),
-        }
-    finally:
-        grpc_client.close()
-        server.stop()
+    signature = tf.saved_model.load(run.pushed_to).signatures[features.IMAGES_SIGNATURE]
+
+    def in_process(pixels: np.ndarray) -> object:
+        return signature(**{features.IMAGES_INPUT: tf.constant(pixels)})
+
+    with tempfile.TemporaryDirectory() as work:
+        base = os.path.join(work, features.MODEL_NAME)
+        variants.push_version(run.pushed_to, base, 1)
+        server = ModelServer(
+            ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=0)
+        ).start()
+        rest = RestClient(server.rest_url)
+        grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}")
+        try:
+            results = {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                "date": time.strftime("%Y-%m-%d"),
+                "in_process_one_image": _summary(_latencies(lambda: in_process(one), args.requests)),
+                "rest_one_image": _summary(_latencies(lambda: rest.classify_pixels(one), args.requests)),
+                "grpc_one_image": _summary(
+                    _latencies(
+                        lambda: grpc_client.predict(features.IMAGES_SIGNATURE, {features.IMAGES_INPUT: one}),
+                        args.requests,
+                    )
+                ),
+                "in_process_batched": _throughput(
+                    lambda: in_process(batch), args.batch, args.clients, args.batches_per_client
+                ),
+                "rest_batched": _throughput(
+                    lambda: rest.classify_pixels(batch), args.batch, args.clients, args.batches_per_client
+                ),
+                "grpc_batched": _throughput(
+                    lambda: grpc_client.predict(features.IMAGES_SIGNATURE, {features.IMAGES_INPUT: batch}),
+                    args.batch,
+                    args.clients,
+                    args.batches_per_client,
+                ),
+            }
+        finally:
+            grpc_client.close()
+            server.stop()
+    results["first_request_ms_with_warmup"] = first_requests(run.pushed_to, True, images[0])
+    results["first_request_ms_without_warmup"] = first_requests(run.pushed_to, False, images[0])
     print(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -60,11 +60,14 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="the pipeline output folder of the run")
     parser.add_argument("--save-dir", default=None, help="also write the .tflite files here")
+    parser.add_argument(
+        "--test-digits", type=int, default=10_000, help=f"the first N test digits (a multiple of {CHUNK})"
+    )
     args = parser.parse_args(argv)
     run = summary.latest_run(configs.metadata_path(args.output), evaluated=True)
-    if not run.trainer_logs:
+    if not run.trainer_logs or not run.model_uri:
         raise SystemExit(f"no evaluated run under {args.output}")
-    pixels, labels = mnist.load(mnist.TEST)
+    pixels, labels = mnist.load(mnist.TEST, args.test_digits)
     if len(pixels) % CHUNK:
         raise SystemExit(f"{len(pixels)} test digits: expected a multiple of {CHUNK}")
     saved_model = float((np.argmax(predict(run.model_uri, pixels), axis=1) == labels).mean())
@@ -79,8 +82,13 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             with open(os.path.join(args.save_dir, f"digits-{conversion}.tflite"), "wb") as f:
                 f.write(flatbuffer)
         print(f"{conversion}: {json.dumps(results[conversion])}", flush=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "run": run.run_id, "model": run.model_uri,
-              "saved_model_test_accuracy": saved_model, "tflite": results}
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "run": run.run_id,
+        "model": run.model_uri,
+        "saved_model_test_accuracy": saved_model,
+        "tflite": results,
+    }
     print(json.dumps(result, indent=2))
     return result
 

@@ -27,7 +27,7 @@ from benchmarks import mnist, training, workers
 from pipeline import configs
 
 VARIANTS = ("notebook", "pipeline")
-EVAL_EVERY = configs.TOTAL_HASH_BUCKETS
+EVAL_EVERY = configs.SPLIT_BUCKETS.total
 """Every 12th training digit is held out for validation, the share the pipeline's `eval` split gets."""
 GO = "go"
 DONE = "done"
@@ -40,13 +40,15 @@ def _worker(variant: str, data: Dict[str, np.ndarray], max_epochs: int, target: 
     import tensorflow as tf
     import tf_keras
 
+    from models.config import resolve_precision
     from models.model import batches, build_model, callbacks
 
     tf.random.set_seed(seed)
-    profile = configs.PROFILES[configs.DEFAULT_PROFILE]
-    config = dataclasses.replace(configs.TrainerConfig.from_profile(profile, seed=seed), epochs=max_epochs)
-    # The notebooks train in float32; the pipeline as its Trainer is configured.
-    model = build_model(config.learning_rate, "float32" if variant == "notebook" else config.precision)
+    config = dataclasses.replace(configs.PROFILES[configs.DEFAULT_PROFILE].trainer, seed=seed, epochs=max_epochs)
+    # The notebooks train in float32; the pipeline as its Trainer is configured on this machine.
+    model = build_model(
+        config.learning_rate, "float32" if variant == "notebook" else resolve_precision(config.precision)
+    )
     train, validation = (data["train_images"], data["train_labels"]), (data["eval_images"], data["eval_labels"])
     if variant == "notebook":
         train_data = training.notebook_batches(*train, config.batch_size, seed)
@@ -64,15 +66,26 @@ def _worker(variant: str, data: Dict[str, np.ndarray], max_epochs: int, target: 
             seconds = time.perf_counter() - self.started
             predicted = np.argmax(self.model.predict(data["test_images"], batch_size=500, verbose=0), axis=1)
             accuracy = float((predicted == data["test_labels"]).mean())
-            connection.send({"epoch": epoch + 1, "seconds": round(seconds, 1), "test_accuracy": accuracy,
-                             "val_accuracy": round(float(logs["val_accuracy"]), 4)})
+            connection.send(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": round(seconds, 1),
+                    "test_accuracy": accuracy,
+                    "val_accuracy": round(float(logs["val_accuracy"]), 4),
+                }
+            )
             if accuracy >= target:
                 self.model.stop_training = True
 
     connection.send(workers.READY)
     with tempfile.TemporaryDirectory() as run_dir:
-        model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
-                  callbacks=callbacks(config, run_dir) + [Turns()], verbose=0)
+        model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=config.epochs,
+            callbacks=callbacks(config, run_dir) + [Turns()],
+            verbose=0,
+        )
     if connection.recv() == GO:
         connection.send(DONE)
 
@@ -82,9 +95,12 @@ def mnist_splits() -> Dict[str, np.ndarray]:
     held_out = np.arange(len(images)) % EVAL_EVERY == 0
     test_images, test_labels = mnist.load(mnist.TEST)
     return {
-        "train_images": mnist.scaled(images[~held_out]), "train_labels": labels[~held_out],
-        "eval_images": mnist.scaled(images[held_out]), "eval_labels": labels[held_out],
-        "test_images": mnist.scaled(test_images), "test_labels": test_labels,
+        "train_images": mnist.scaled(images[~held_out]),
+        "train_labels": labels[~held_out],
+        "eval_images": mnist.scaled(images[held_out]),
+        "eval_labels": labels[held_out],
+        "test_images": mnist.scaled(test_images),
+        "test_labels": test_labels,
     }
 
 
@@ -124,7 +140,10 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     }
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"), "target": args.target, "seed": args.seed, "epochs": epochs,
+        "date": time.strftime("%Y-%m-%d"),
+        "target": args.target,
+        "seed": args.seed,
+        "epochs": epochs,
         "seconds_to_target": {v: r and r["cumulative_seconds"] for v, r in reached.items()},
         "epochs_to_target": {v: r and r["epoch"] for v, r in reached.items()},
     }

@@ -30,8 +30,15 @@ from benchmarks import mnist, workers
 
 BATCH = 128
 WARMUP_STEPS = 5
-VARIANTS = ("notebook", "pipeline", "pipeline-unfused", "pipeline-xla", "pipeline-bf16", "pipeline-keras3",
-            "pipeline-1-inter-op-thread")
+VARIANTS = (
+    "notebook",
+    "pipeline",
+    "pipeline-unfused",
+    "pipeline-xla",
+    "pipeline-bf16",
+    "pipeline-keras3",
+    "pipeline-1-inter-op-thread",
+)
 BASELINE = "notebook"
 
 
@@ -59,9 +66,14 @@ def _model_and_data(variant: str, images: np.ndarray, labels: np.ndarray):
         return augment(image[None])[0], label
 
     if variant == "pipeline-unfused":
-        data = (examples.cache().shuffle(len(images)).repeat()
-                .map(_augment_one, num_parallel_calls=tf.data.AUTOTUNE)
-                .batch(BATCH).prefetch(tf.data.AUTOTUNE))
+        data = (
+            examples.cache()
+            .shuffle(len(images))
+            .repeat()
+            .map(_augment_one, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(BATCH)
+            .prefetch(tf.data.AUTOTUNE)
+        )
     else:
         data = batches(examples, BATCH, training=True).repeat()
     if variant == "pipeline-keras3":
@@ -118,7 +130,10 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     ratios = {v: [round(s / b, 3) for s, b in zip(speeds[v], speeds[BASELINE])] for v in variants}
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"), "images": args.images, "batch": BATCH, "steps_per_round": args.steps,
+        "date": time.strftime("%Y-%m-%d"),
+        "images": args.images,
+        "batch": BATCH,
+        "steps_per_round": args.steps,
         "images_per_s": speeds,
         "median_images_per_s": {v: float(np.median(s)) for v, s in speeds.items()},
         "ratio_to_notebook": ratios,

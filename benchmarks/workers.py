@@ -11,7 +11,7 @@ from typing import Callable, Dict, Iterable, Tuple
 READY = "ready"
 STOP = "stop"
 
-Workers = Dict[str, Tuple[multiprocessing.Process, Connection]]
+Workers = Dict[str, Tuple[multiprocessing.process.BaseProcess, Connection]]
 
 
 def start(target: Callable, variants: Iterable[str], *args) -> Workers:

@@ -85,7 +85,8 @@ def describe_drift(statistics: ExampleStatistics, reference: types.Artifact, sch
     """One line per feature whose distribution moved past the schema's drift comparator threshold."""
     schema_proto = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
     found = tfdv.validate_statistics(
-        _split_statistics(statistics, DRIFT_SPLIT), schema_proto,
+        _split_statistics(statistics, DRIFT_SPLIT),
+        schema_proto,
         previous_statistics=_split_statistics(reference, DRIFT_SPLIT),
     )
     drift = anomalies_pb2.Anomalies()
@@ -105,7 +106,7 @@ def _record(statistics: ExampleStatistics, validated: ValidatedStatistics) -> No
 
 
 @component
-def AnomalyGate(  # pylint: disable=invalid-name
+def AnomalyGate(
     anomalies: InputArtifact[ExampleAnomalies],
     statistics: InputArtifact[ExampleStatistics],
     schema: InputArtifact[Schema],

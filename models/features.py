@@ -3,6 +3,8 @@
 Every other module takes these names from here, so a feature or split is named in one place.
 """
 
+import os
+
 IMAGE_KEY = "image"
 """Raw pixels: 784 int64 values in 0..255, row-major 28x28."""
 
@@ -24,8 +26,13 @@ def transformed_name(key: str) -> str:
     """Name of a feature after Transform, so raw and transformed never collide."""
     return f"{key}_xf"
 
-# The serving contract: signature names, their inputs and outputs (used by the Trainer's export,
-# the Evaluator, the model server and its clients).
+
+# The serving contract: model name, signature names, their inputs and outputs (used by the Trainer's
+# export, the Evaluator, the model server and its clients). Where TF Serving fixes a name (the default
+# signature, Classify's inputs and outputs, the warmup file), it is TensorFlow's own constant, spelled
+# out so that clients need not import TensorFlow (a unit test holds them equal).
+MODEL_NAME = "digits"
+"""The default TF Serving model name: served as `/v1/models/digits`, pushed to `<base>/digits/<version>/`."""
 EXAMPLES_SIGNATURE = "serving_default"
 """Serialized tf.Example in (the TFX convention; TFMA evaluates through it)."""
 EXAMPLES_INPUT = "examples"
@@ -37,3 +44,14 @@ IMAGE_BYTES_SIGNATURE = "predict_image_bytes"
 IMAGE_BYTES_INPUT = "image_bytes"
 PROBABILITIES_OUTPUT = "probabilities"
 DIGIT_OUTPUT = "digit"
+CLASSIFY_SIGNATURE = "classification"
+"""Serialized tf.Example in, TF Serving's classification outputs out: what `:classify` and gRPC
+Classify call (with `"signature_name": "classification"`)."""
+CLASSIFY_INPUT = "inputs"
+CLASSES_OUTPUT = "classes"
+SCORES_OUTPUT = "scores"
+CLASS_LABELS = [str(digit) for digit in range(NUM_CLASSES)]
+"""The `classes` a classification answers with, in score order."""
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+"""Where TF Serving reads warmup requests in a version folder: a TFRecord of PredictionLog records."""

@@ -3,7 +3,7 @@
 import math
 import os
 from types import ModuleType
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -12,8 +12,9 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features, preprocessing
-from pipeline.configs import PRECISIONS, TrainerConfig
+from models import features
+from models.config import DTYPE_POLICIES, TrainerConfig, resolve_precision
+from models.export import PixelDomain, export_model
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
@@ -33,8 +34,8 @@ def build_model(learning_rate: float, precision: str = "float32", api: ModuleTyp
     Keras to build with: tf_keras (what TFT's layer and the export need), or Keras 3 for the training
     benchmark's comparison.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision not in DTYPE_POLICIES:
+        raise ValueError(f"Unknown precision {precision!r}: expected one of {', '.join(DTYPE_POLICIES)}")
     layers = api.layers
     inputs = api.Input(shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 1), name=IMAGE_XF)
     x = inputs
@@ -122,8 +123,9 @@ def make_dataset(
     return batches(dataset.unbatch(), batch_size, training, augment_images, seed)
 
 
-def batches(examples: tf.data.Dataset, batch_size: int, training: bool, augment_images: bool = True,
-            seed: int = 42) -> tf.data.Dataset:
+def batches(
+    examples: tf.data.Dataset, batch_size: int, training: bool, augment_images: bool = True, seed: int = 42
+) -> tf.data.Dataset:
     """(image, label) examples -> cached, shuffled (training), batched, augmented (training) batches."""
     dataset = examples.cache()
     if training:
@@ -158,8 +160,13 @@ class EpochLog(keras.callbacks.Callback):
         lr = float(keras.backend.get_value(self.model.optimizer.learning_rate))
         logging.info(
             "Epoch %d/%d: loss %.4f accuracy %.4f, val_loss %.4f val_accuracy %.4f, lr %.2g",
-            epoch + 1, self._epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
-            logs.get("val_loss", float("nan")), logs.get("val_accuracy", float("nan")), lr,
+            epoch + 1,
+            self._epochs,
+            logs.get("loss", float("nan")),
+            logs.get("accuracy", float("nan")),
+            logs.get("val_loss", float("nan")),
+            logs.get("val_accuracy", float("nan")),
+            lr,
         )
 
 
@@ -167,13 +174,19 @@ def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callb
     monitor = "val_accuracy"
     return [
         keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode="max", patience=config.reduce_lr_patience,
-            factor=config.reduce_lr_factor, min_lr=config.min_learning_rate,
+            monitor=monitor,
+            mode="max",
+            patience=config.reduce_lr_patience,
+            factor=config.reduce_lr_factor,
+            min_lr=config.min_learning_rate,
         ),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience),
         keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, BEST_WEIGHTS), monitor=monitor, mode="max",
-            save_best_only=True, save_weights_only=True,
+            os.path.join(run_dir, BEST_WEIGHTS),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
         ),
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
         keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
@@ -181,75 +194,45 @@ def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callb
     ]
 
 
-def _raw_feature_spec_without_label(tf_transform_output: tft.TFTransformOutput) -> Dict:
-    spec = tf_transform_output.raw_feature_spec()
-    spec.pop(features.LABEL_KEY)
-    return spec
-
-
-def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput) -> Dict[str, Callable]:
-    """Every signature runs the Transform graph, so clients send raw pixels (or pictures) as they are."""
-    model.tft_layer = tf_transform_output.transform_features_layer()
-    raw_spec = _raw_feature_spec_without_label(tf_transform_output)
-
-    def predict(raw: Dict[str, tf.Tensor]) -> tf.Tensor:
-        return model(model.tft_layer(raw)[IMAGE_XF], training=False)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
-    def serve_examples(examples):
-        return {features.PROBABILITIES_OUTPUT: predict(tf.io.parse_example(examples, raw_spec))}
-
-    def predict_pixels(pixels: tf.Tensor) -> Dict[str, tf.Tensor]:
-        pixels = tf.cast(tf.round(tf.reshape(pixels, [-1, features.NUM_PIXELS])), tf.int64)
-        probabilities = predict({features.IMAGE_KEY: pixels})
-        return {
-            features.PROBABILITIES_OUTPUT: probabilities,
-            features.DIGIT_OUTPUT: tf.argmax(probabilities, axis=1),
-        }
-
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name=features.IMAGES_INPUT)])
-    def serve_images(images):
-        return predict_pixels(images)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
-    def serve_image_bytes(image_bytes):
-        pixels = tf.map_fn(
-            preprocessing.decode_image, image_bytes,
-            fn_output_signature=tf.TensorSpec([features.IMAGE_SIZE, features.IMAGE_SIZE], tf.float32),
-        )
-        return predict_pixels(pixels)
-
-    return {
-        features.EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
-        features.IMAGES_SIGNATURE: serve_images.get_concrete_function(),
-        features.IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
-    }
-
-
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train on `train`, select on `eval`, export with both signatures."""
-    config = TrainerConfig(**fn_args.custom_config)
+    """TFX Trainer entry point: train on `train`, select on `eval`, export the serving model."""
+    config = TrainerConfig.from_custom_config(fn_args.custom_config)
+    precision = resolve_precision(config.precision)
     tf.random.set_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = make_dataset(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output, config.batch_size,
-        training=True, augment_images=config.augment, seed=config.seed,
+        fn_args.train_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        config.batch_size,
+        training=True,
+        augment_images=config.augment,
+        seed=config.seed,
     )
     evaluation = make_dataset(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
     )
     strategy = strategy_for(config.strategy)
     with strategy.scope():
-        model = build_model(config.learning_rate, config.precision)
+        model = build_model(config.learning_rate, precision)
     run_dir = fn_args.model_run_dir
-    logging.info("Training for up to %d epochs on %d replica(s); logs in %s", config.epochs, strategy.num_replicas_in_sync, run_dir)
+    logging.info(
+        "Training for up to %d epochs on %d replica(s), layers in %s (precision %s); logs in %s",
+        config.epochs,
+        strategy.num_replicas_in_sync,
+        precision,
+        config.precision,
+        run_dir,
+    )
     model.fit(
-        train, validation_data=evaluation, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-        callbacks=callbacks(config, run_dir), verbose=0,
+        train,
+        validation_data=evaluation,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        callbacks=callbacks(config, run_dir),
+        verbose=0,
     )
     # The best epoch on `eval`, not the last one, is the model that gets exported.
     model.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
-    # Without the optimizer's state (Adam keeps two slots per weight): a third of the size, same answers.
-    model.save(fn_args.serving_model_dir, save_format="tf", include_optimizer=False,
-               signatures=serving_signatures(model, tf_transform_output))
+    export_model(model, tf_transform_output, fn_args.serving_model_dir, PixelDomain.from_schema(fn_args.schema_path))
     logging.info("Model exported to %s", fn_args.serving_model_dir)

@@ -20,9 +20,7 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         )
     }
     if features.LABEL_KEY in inputs:
-        outputs[features.transformed_name(features.LABEL_KEY)] = tf.reshape(
-            inputs[features.LABEL_KEY], [-1]
-        )
+        outputs[features.transformed_name(features.LABEL_KEY)] = tf.reshape(inputs[features.LABEL_KEY], [-1])
     return outputs
 
 
@@ -35,9 +33,7 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     """
     image = tf.cast(tf.io.decode_image(image_bytes, channels=1, expand_animations=False), tf.float32)
     border = tf.concat([image[0, :], image[-1, :], image[:, 0], image[:, -1]], axis=0)
-    image = tf.cond(
-        tf.reduce_mean(border) > features.MAX_PIXEL / 2, lambda: features.MAX_PIXEL - image, lambda: image
-    )
+    image = tf.cond(tf.reduce_mean(border) > features.MAX_PIXEL / 2, lambda: features.MAX_PIXEL - image, lambda: image)
     size = [features.IMAGE_SIZE, features.IMAGE_SIZE]
     image = tf.image.resize(image, size, method=tf.image.ResizeMethod.AREA, antialias=True)
     return tf.clip_by_value(tf.round(tf.reshape(image, size)), 0.0, float(features.MAX_PIXEL))

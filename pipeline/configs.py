@@ -1,18 +1,19 @@
 """Every knob of the digits pipeline, in one place.
 
-A profile bundles what changes between a quick check and a real run (data size, epochs, accuracy bar);
-everything else is shared by all profiles and all orchestrators.
+A profile bundles what changes between a quick check and a real run (how many records, the training
+settings, the accuracy bar). `Settings` is one run's profile with the command line's overrides applied:
+the command line resolves it once and hands it to whichever runner runs or compiles the pipeline.
 """
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple, TypedDict
+
+from models import features
+from models.config import TrainerConfig
 
 PIPELINE_NAME = "digits"
 """Also the Kubeflow pipeline name, so it must match [a-z0-9][a-z0-9-]*."""
-
-MODEL_NAME = "digits"
-"""The TF Serving model name: the Pusher writes `<serving base>/<MODEL_NAME>/<version>/`."""
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = os.path.join(PROJECT_ROOT, "data", "mnist")
@@ -23,20 +24,24 @@ OUTPUT_ROOT = os.path.join(os.getcwd(), "output")
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.model.run_fn"
 
-# DigitExampleGen: hash buckets of the training files. 1 in 12 goes to `eval`; when a dataset has no
-# test files, 1 in 12 more goes to `test`.
-EVAL_HASH_BUCKETS = 1
-TEST_HASH_BUCKETS = 1
-TOTAL_HASH_BUCKETS = 12
 
-# Evaluator: the candidate must not be worse than the latest blessed model by more than this.
+@dataclasses.dataclass(frozen=True)
+class SplitBuckets:
+    """DigitExampleGen's hash buckets of the training files: 1 in 12 goes to `eval`; when a dataset has
+    no test files, 1 in 12 more goes to `test`."""
+
+    eval: int = 1
+    test: int = 1
+    total: int = 12
+
+
+SPLIT_BUCKETS = SplitBuckets()
+
 MAX_ACCURACY_DROP = 0.0
+"""Evaluator: the candidate must not be worse than the latest blessed model by more than this."""
 
-DEFAULT_BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+DEFAULT_BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
 """Beam 2.72 tries to download its Prism runner unless a runner is named; this machine is offline."""
-
-
-DEFAULT_PRECISION = "mixed_bfloat16"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,24 +49,12 @@ class Profile:
     """What a run trains on and for how long, and the accuracy it must reach to be pushed."""
 
     name: str
-    train_limit: Optional[int]
-    """Use only the first N training records (None: all)."""
-    test_limit: Optional[int]
-    epochs: int
     min_accuracy: float
     """Absolute accuracy bar on the test split for a model to be blessed."""
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    early_stopping_patience: int = 6
-    reduce_lr_patience: int = 3
-    reduce_lr_factor: float = 0.5
-    min_learning_rate: float = 1e-5
-    augment: bool = True
-    steps_per_epoch: Optional[int] = None
-    """Cap on training steps per epoch (None: one pass over `train`); for quick checks and tests."""
-    precision: str = DEFAULT_PRECISION
-    """Keras dtype policy of the CNN's layers: bfloat16 maths with float32 weights trains about 1.8x
-    faster than "float32" on this CPU (AVX512_BF16), accuracy unchanged (BENCHMARKS.md, issue 6)."""
+    trainer: TrainerConfig
+    train_limit: Optional[int] = None
+    """Ingest only the first N training records (None: all)."""
+    test_limit: Optional[int] = None
 
 
 PROFILES: Dict[str, Profile] = {
@@ -69,9 +62,11 @@ PROFILES: Dict[str, Profile] = {
     for profile in (
         # Small batches give enough steps (4 x 138) for batch norm's moving averages (momentum 0.99) to
         # settle on little data; with fewer, inference-mode predictions collapse to one class.
-        Profile("smoke", train_limit=2400, test_limit=600, epochs=4, min_accuracy=0.5, batch_size=16),
-        Profile("standard", train_limit=None, test_limit=None, epochs=10, min_accuracy=0.993),
-        Profile("full", train_limit=None, test_limit=None, epochs=30, min_accuracy=0.995),
+        Profile(
+            "smoke", min_accuracy=0.5, trainer=TrainerConfig(epochs=4, batch_size=16), train_limit=2400, test_limit=600
+        ),
+        Profile("standard", min_accuracy=0.993, trainer=TrainerConfig(epochs=10)),
+        Profile("full", min_accuracy=0.995, trainer=TrainerConfig(epochs=30)),
     )
 }
 DEFAULT_PROFILE = "standard"
@@ -84,34 +79,49 @@ KUBEFLOW_DATA_ROOT = os.path.join(KUBEFLOW_APP_ROOT, os.path.relpath(DATA_ROOT, 
 KUBEFLOW_SCHEMA_PATH = os.path.join(KUBEFLOW_APP_ROOT, os.path.relpath(SCHEMA_PATH, PROJECT_ROOT))
 KUBEFLOW_PIPELINE_ROOT = "/tfx/pipelines"
 
-PRECISIONS = ("float32", "mixed_bfloat16")
-"""Keras dtype policies the Trainer accepts."""
-
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
-"""tf.distribute strategies the Trainer accepts; `mirrored` uses every local device."""
-
 
 @dataclasses.dataclass(frozen=True)
-class TrainerConfig:
-    """What run_fn reads from `custom_config` (a plain dict, so it crosses into the Trainer as JSON)."""
+class Settings:
+    """One run: a profile with overrides. Paths left None are the bundled ones where the pipeline runs
+    (this checkout locally, the image's copy on Kubeflow)."""
 
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    early_stopping_patience: int
-    reduce_lr_patience: int
-    reduce_lr_factor: float
-    min_learning_rate: float
-    augment: bool
-    steps_per_epoch: Optional[int] = None
-    precision: str = DEFAULT_PRECISION
-    strategy: str = "default"
-    seed: int = 42
+    profile: Profile
+    trainer: TrainerConfig
+    min_accuracy: float
+    data_root: Optional[str] = None
+    schema_path: Optional[str] = None
+    beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
+    model_name: str = features.MODEL_NAME
 
-    @classmethod
-    def from_profile(cls, profile: Profile, strategy: str = "default", seed: int = 42) -> "TrainerConfig":
-        shared = {f.name for f in dataclasses.fields(cls)} & {f.name for f in dataclasses.fields(Profile)}
-        return cls(strategy=strategy, seed=seed, **{k: getattr(profile, k) for k in shared})
+
+def beam_args(extra: Optional[List[str]] = None) -> Tuple[str, ...]:
+    """Default Beam args, overridden by any flag the user passes with the same name."""
+    extra = list(extra or [])
+    given = {arg.split("=", 1)[0] for arg in extra}
+    return tuple(a for a in DEFAULT_BEAM_ARGS if a.split("=", 1)[0] not in given) + tuple(extra)
+
+
+def settings(
+    profile: Optional[str] = None,
+    *,
+    data_root: Optional[str] = None,
+    schema_path: Optional[str] = None,
+    beam_arg: Optional[List[str]] = None,
+    min_accuracy: Optional[float] = None,
+    **trainer_overrides: Any,
+) -> Settings:
+    """The profile named (default: DEFAULT_PROFILE), with every override that is not None (trainer
+    fields by their names)."""
+    chosen = PROFILES[profile or DEFAULT_PROFILE]
+    overrides = {k: v for k, v in trainer_overrides.items() if v is not None}
+    return Settings(
+        profile=chosen,
+        trainer=dataclasses.replace(chosen.trainer, **overrides),
+        min_accuracy=chosen.min_accuracy if min_accuracy is None else min_accuracy,
+        data_root=data_root,
+        schema_path=schema_path,
+        beam_args=beam_args(beam_arg),
+    )
 
 
 def pipeline_root(output_root: str) -> str:
@@ -122,14 +132,36 @@ def metadata_path(output_root: str) -> str:
     return os.path.join(output_root, "metadata", PIPELINE_NAME, "metadata.db")
 
 
-def serving_model_dir(output_root: str) -> str:
-    """The Pusher's base directory for this model: versions go directly below it."""
-    return os.path.join(output_root, "serving_model", MODEL_NAME)
+def serving_model_dir(output_root: str, model_name: str = features.MODEL_NAME) -> str:
+    """The Pusher's base directory for a model: versions go directly below it."""
+    return os.path.join(output_root, "serving_model", model_name)
 
 
-def beam_args(extra: Optional[List[str]] = None) -> List[str]:
-    """Default Beam args, overridden by any flag the user passes with the same name."""
-    extra = list(extra or [])
-    given = {arg.split("=", 1)[0] for arg in extra}
-    return [a for a in DEFAULT_BEAM_ARGS if a.split("=", 1)[0] not in given] + extra
+class PipelineValues(TypedDict):
+    """What every runner passes to `create_pipeline` from the settings and the knobs above."""
 
+    pipeline_name: str
+    preprocessing_fn: str
+    run_fn: str
+    trainer_config: TrainerConfig
+    min_accuracy: float
+    max_accuracy_drop: float
+    split_buckets: SplitBuckets
+    record_limits: Dict[str, int]
+    beam_pipeline_args: List[str]
+
+
+def pipeline_values(settings: Settings) -> PipelineValues:
+    """What `create_pipeline` takes from the settings and from the knobs above, for every runner."""
+    limits = {features.TRAIN_SPLIT: settings.profile.train_limit, features.TEST_SPLIT: settings.profile.test_limit}
+    return {
+        "pipeline_name": PIPELINE_NAME,
+        "preprocessing_fn": PREPROCESSING_FN,
+        "run_fn": RUN_FN,
+        "trainer_config": settings.trainer,
+        "min_accuracy": settings.min_accuracy,
+        "max_accuracy_drop": MAX_ACCURACY_DROP,
+        "split_buckets": SPLIT_BUCKETS,
+        "record_limits": {split: limit for split, limit in limits.items() if limit is not None},
+        "beam_pipeline_args": list(settings.beam_args),
+    }

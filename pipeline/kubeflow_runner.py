@@ -9,19 +9,20 @@ from components.digit_example_gen import component as example_gen
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
 
+
 def compile_pipeline(
+    settings: configs.Settings,
     output_file: str,
-    profile: configs.Profile,
-    data_root: str = configs.KUBEFLOW_DATA_ROOT,
     pipeline_root: str = configs.KUBEFLOW_PIPELINE_ROOT,
     image: str = configs.KUBEFLOW_IMAGE,
 ) -> str:
     """Writes the pipeline spec JSON to `output_file` (whole or not at all) and returns its path.
 
     Paths inside the image (the schema, the default data) are the Dockerfile's. The data layout is
-    detected when `data_root` is readable from here; otherwise (a bucket, or a path
-    inside the image) MNIST IDX file names are assumed. No metadata config: Kubeflow provides its own.
+    detected when the data root is readable from here; otherwise (a bucket, or a path inside the image)
+    MNIST IDX file names are assumed. No metadata config: Kubeflow provides its own.
     """
+    data_root = settings.data_root or configs.KUBEFLOW_DATA_ROOT
     if os.path.isdir(data_root):
         input_config = example_gen.detect_input_config(data_root)
     else:
@@ -29,12 +30,10 @@ def compile_pipeline(
     pipeline = create_pipeline(
         pipeline_root=pipeline_root,
         data_root=data_root,
-        serving_model_dir=os.path.join(pipeline_root, "serving_model", configs.MODEL_NAME),
-        trainer_config=configs.TrainerConfig.from_profile(profile),
-        min_accuracy=profile.min_accuracy,
-        beam_pipeline_args=configs.beam_args(),
+        schema_path=settings.schema_path or configs.KUBEFLOW_SCHEMA_PATH,
+        serving_model_dir=os.path.join(pipeline_root, "serving_model", settings.model_name),
         input_config=input_config,
-        schema_path=configs.KUBEFLOW_SCHEMA_PATH,
+        **configs.pipeline_values(settings),
     )
     folder = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(folder, exist_ok=True)

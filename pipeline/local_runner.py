@@ -1,46 +1,44 @@
-"""Runs the pipeline here, with LocalDagRunner, Beam's DirectRunner and a SQLite ML Metadata store."""
+"""Runs the pipeline here, with LocalDagRunner, Beam's DirectRunner and a SQLite ML Metadata store.
+
+    python -m pipeline.local_runner                        # the standard profile, into ./output
+    tfx pipeline create --engine local --pipeline_path pipeline/local_runner.py
+    tfx run create --engine local --pipeline_name digits   # TFX's own CLI, as its templates teach
+
+`digits run` calls `run` with the settings its flags resolve; run as a script, this module takes the
+default settings.
+"""
 
 import os
-from typing import List, Optional
+import sys
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script (TFX's CLI does): its own folder would shadow the `pipeline` package.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tfx import v1 as tfx
 
-from components.digit_example_gen import subset
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
 
 
-def prepare_data(data_root: str, output_root: str, profile: configs.Profile) -> str:
-    """The data the profile trains on: the dataset itself, or a small copy of it for quick profiles."""
-    if profile.train_limit is None:
-        return data_root
-    dest = os.path.join(output_root, "data", profile.name)
-    return subset.write_subset(data_root, dest, profile.train_limit, profile.test_limit)
-
-
-def run(
-    profile: configs.Profile,
-    data_root: str = configs.DATA_ROOT,
-    output_root: str = configs.OUTPUT_ROOT,
-    beam_args: Optional[List[str]] = None,
-    strategy: str = "default",
-    seed: int = 42,
-    min_accuracy: Optional[float] = None,
-    schema_path: str = configs.SCHEMA_PATH,
-    enable_cache: bool = True,
-) -> None:
-    """Runs every component in order; raises on the first that fails."""
+def build(settings: configs.Settings, output_root: str, enable_cache: bool = True) -> tfx.dsl.Pipeline:
     metadata_path = configs.metadata_path(output_root)
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
-    pipeline = create_pipeline(
+    return create_pipeline(
         pipeline_root=configs.pipeline_root(output_root),
-        data_root=prepare_data(data_root, output_root, profile),
-        serving_model_dir=configs.serving_model_dir(output_root),
-        trainer_config=configs.TrainerConfig.from_profile(profile, strategy=strategy, seed=seed),
-        min_accuracy=profile.min_accuracy if min_accuracy is None else min_accuracy,
-        beam_pipeline_args=configs.beam_args(beam_args),
-        schema_path=schema_path,
+        data_root=settings.data_root or configs.DATA_ROOT,
+        schema_path=settings.schema_path or configs.SCHEMA_PATH,
+        serving_model_dir=configs.serving_model_dir(output_root, settings.model_name),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
         enable_cache=enable_cache,
+        **configs.pipeline_values(settings),
     )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+
+
+def run(settings: configs.Settings, output_root: str = configs.OUTPUT_ROOT, enable_cache: bool = True) -> None:
+    """Runs every component in order; raises on the first that fails."""
+    tfx.orchestration.LocalDagRunner().run(build(settings, output_root, enable_cache))
+
+
+if __name__ == "__main__":
+    run(configs.settings(), configs.OUTPUT_ROOT)

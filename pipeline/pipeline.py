@@ -1,7 +1,6 @@
 """The digits TFX pipeline: wiring of the components, and nothing else. Knobs live in configs.py."""
 
-import dataclasses
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
@@ -11,7 +10,9 @@ from tfx.proto import example_gen_pb2
 from components.anomaly_gate import AnomalyGate, ValidatedStatistics
 from components.digit_example_gen import DigitExampleGen
 from models import features
-from pipeline import configs
+from models.config import TrainerConfig
+from pipeline.configs import SplitBuckets
+
 
 def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
     """Accuracy overall and per true digit, confusion matrix; the gate looks at the overall slice only."""
@@ -25,9 +26,7 @@ def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfi
         ),
     )
     return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(signature_name=features.EXAMPLES_SIGNATURE, label_key=features.LABEL_KEY)
-        ],
+        model_specs=[tfma.ModelSpec(signature_name=features.EXAMPLES_SIGNATURE, label_key=features.LABEL_KEY)],
         slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
         metrics_specs=[
             tfma.MetricsSpec(
@@ -37,9 +36,7 @@ def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfi
                     # example-weighted post-export metrics in TFMA 0.47), for the overall slice only.
                     tfma.MetricConfig(
                         class_name="SparseCategoricalAccuracy",
-                        per_slice_thresholds=[
-                            tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=gate)
-                        ],
+                        per_slice_thresholds=[tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=gate)],
                     ),
                     tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
                     tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
@@ -50,15 +47,21 @@ def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfi
 
 
 def create_pipeline(
+    *,
+    pipeline_name: str,
     pipeline_root: str,
     data_root: str,
+    schema_path: str,
     serving_model_dir: str,
-    trainer_config: configs.TrainerConfig,
+    preprocessing_fn: str,
+    run_fn: str,
+    trainer_config: TrainerConfig,
     min_accuracy: float,
+    max_accuracy_drop: float,
+    split_buckets: SplitBuckets,
+    record_limits: Dict[str, int],
     beam_pipeline_args: List[str],
     input_config: Optional[example_gen_pb2.Input] = None,
-    max_accuracy_drop: float = configs.MAX_ACCURACY_DROP,
-    schema_path: str = configs.SCHEMA_PATH,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
@@ -67,9 +70,10 @@ def create_pipeline(
     example_gen = DigitExampleGen(
         input_base=data_root,
         input_config=input_config,
-        eval_buckets=configs.EVAL_HASH_BUCKETS,
-        test_buckets=configs.TEST_HASH_BUCKETS,
-        total_buckets=configs.TOTAL_HASH_BUCKETS,
+        eval_buckets=split_buckets.eval,
+        test_buckets=split_buckets.test,
+        total_buckets=split_buckets.total,
+        record_limits=record_limits,
     )
     curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_path)
     schema = curated_schema.outputs["schema"]
@@ -77,9 +81,7 @@ def create_pipeline(
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"], schema=schema)
     # Inferred schema, kept only so that users can diff it against the curated one.
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema
-    )
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
     # The statistics of the last data that passed the gate (none on a pipeline's first run).
     reference_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
@@ -94,7 +96,7 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema,
-        preprocessing_fn=configs.PREPROCESSING_FN,
+        preprocessing_fn=preprocessing_fn,
         splits_config=tfx.proto.SplitsConfig(
             analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]
         ),
@@ -102,13 +104,13 @@ def create_pipeline(
     )
     transform.add_upstream_node(anomaly_gate)
     trainer = tfx.components.Trainer(
-        run_fn=configs.RUN_FN,
+        run_fn=run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-        custom_config=dataclasses.asdict(trainer_config),
+        custom_config=trainer_config.as_custom_config(),
     )
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -131,12 +133,21 @@ def create_pipeline(
         ),
     )
     return tfx.dsl.Pipeline(
-        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[
-            example_gen, curated_schema, statistics_gen, schema_gen, example_validator, reference_resolver,
+            example_gen,
+            curated_schema,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            reference_resolver,
             anomaly_gate,
-            transform, trainer, baseline_resolver, evaluator, pusher,
+            transform,
+            trainer,
+            baseline_resolver,
+            evaluator,
+            pusher,
         ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -118,13 +118,14 @@ def _summarise(store: mlmd.MetadataStore, run: metadata_store_pb2.Context) -> Ru
     return summary
 
 
-def latest_run(metadata_path: str, evaluated: bool = False) -> RunSummary:
+def latest_run(metadata_path: str, evaluated: bool = False, pushed: bool = False) -> RunSummary:
     """Summary of the newest pipeline run recorded in the store; with `evaluated`, of the newest run
-    that got as far as the Evaluator (runs stopped earlier, e.g. by bad data, have nothing to report)."""
+    that got as far as the Evaluator (runs stopped earlier, e.g. by bad data, have nothing to report);
+    with `pushed`, of the newest run that pushed a model."""
     store = _store(metadata_path)
     runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id))
     for run in reversed(runs):
         summary = _summarise(store, run)
-        if summary.evaluation_uri or not evaluated:
+        if (summary.evaluation_uri or not evaluated) and (summary.pushed or not pushed):
             return summary
     return RunSummary()

@@ -6,11 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
 
-from models import features  # noqa: E402
+from models import features
 
 DPI = 80
 DIGITS = list(range(features.NUM_CLASSES))
@@ -64,8 +64,15 @@ def confusion_matrices(counts: np.ndarray, normalised: np.ndarray, path: str) ->
             for p in DIGITS:
                 if counts[t, p]:
                     text = fmt.format(values[t, p].item())
-                    ax.text(p, t, text, ha="center", va="center", fontsize=6.5,
-                            color="white" if shown[t, p] > high else "black")
+                    ax.text(
+                        p,
+                        t,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=6.5,
+                        color="white" if shown[t, p] > high else "black",
+                    )
         ax.set_xticks(DIGITS)
         ax.set_yticks(DIGITS)
         ax.set_xlabel("predicted digit")
@@ -74,8 +81,9 @@ def confusion_matrices(counts: np.ndarray, normalised: np.ndarray, path: str) ->
     return _save(fig, path)
 
 
-def mistakes_grid(pixels: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, indices: np.ndarray,
-                  path: str, columns: int = 10) -> str:
+def mistakes_grid(
+    pixels: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, indices: np.ndarray, path: str, columns: int = 10
+) -> str:
     """Misclassified digits, in the order given (most confident first): true, predicted, confidence."""
     rows = max(1, -(-len(indices) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.35), squeeze=False)
@@ -110,8 +118,9 @@ def feature_maps(pixels: np.ndarray, blocks: List[Tuple[str, np.ndarray]], path:
 
 def samples_per_class(pixels: np.ndarray, labels: np.ndarray, path: str, per_class: int = 10) -> str:
     """The first `per_class` training digits of each class, one row per digit."""
-    fig, axes = plt.subplots(features.NUM_CLASSES, per_class, figsize=(per_class * 0.7, features.NUM_CLASSES * 0.7),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        features.NUM_CLASSES, per_class, figsize=(per_class * 0.7, features.NUM_CLASSES * 0.7), squeeze=False
+    )
     for digit in DIGITS:
         chosen = np.flatnonzero(labels == digit)[:per_class]
         for k, ax in enumerate(axes[digit]):
@@ -129,8 +138,9 @@ def label_distribution(counts: Dict[str, np.ndarray], path: str) -> str:
     width = 0.8 / max(1, len(counts))
     for k, (split, per_digit) in enumerate(counts.items()):
         share = per_digit / max(1, per_digit.sum())
-        ax.bar(np.array(DIGITS) + (k - (len(counts) - 1) / 2) * width, share, width,
-               label=f"{split} ({per_digit.sum():,})")
+        ax.bar(
+            np.array(DIGITS) + (k - (len(counts) - 1) / 2) * width, share, width, label=f"{split} ({per_digit.sum():,})"
+        )
     ax.set_xticks(DIGITS)
     ax.set_xlabel("digit")
     ax.set_ylabel("share of split")

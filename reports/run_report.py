@@ -61,11 +61,12 @@ def read_split(examples_uri: str, split: str, pixels_limit: Optional[int] = None
         features.IMAGE_KEY: tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64),
         features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
     }
-    labels, pixels = [], []
+    labels: List[np.ndarray] = []
+    pixels: List[np.ndarray] = []
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
         parsed = tf.io.parse_example(batch, spec)
         labels.append(parsed[features.LABEL_KEY].numpy()[:, 0])
-        if pixels_limit is None or sum(len(p) for p in pixels) < pixels_limit:
+        if pixels_limit is None or sum(p.shape[0] for p in pixels) < pixels_limit:
             pixels.append(parsed[features.IMAGE_KEY].numpy().astype(np.uint8))
     images = np.concatenate(pixels)[:pixels_limit] if pixels else np.zeros((0, features.NUM_PIXELS), np.uint8)
     return Digits(images.reshape(-1, features.IMAGE_SIZE, features.IMAGE_SIZE), np.concatenate(labels))
@@ -134,17 +135,14 @@ def write_report(output_root: str, run: Optional[summary.RunSummary] = None) -> 
         if not os.path.exists(metadata):
             raise ReportError(f"no pipeline runs under {output_root} (no {metadata})")
         run = summary.latest_run(metadata, evaluated=True)
-    missing = [name for name in ("examples_uri", "model_uri", "evaluation_uri", "trainer_logs", "transform_graph_uri")
-               if not getattr(run, name)]
-    if missing:
-        raise ReportError(f"run {run.run_id or '(none)'} has no {', '.join(missing)}: did it reach the Evaluator?")
+    evaluated = _Evaluated.of(run)
     root = reports_root(output_root)
     os.makedirs(root, exist_ok=True)
-    final = os.path.join(root, run.run_id.replace(":", "-"))
+    final = os.path.join(root, evaluated.run_id.replace(":", "-"))
     staging = tempfile.mkdtemp(prefix=".staging-", dir=root)
     os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the report from other users of a shared output.
     try:
-        _write_contents(run, staging)
+        _write_contents(evaluated, staging)
         _move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -152,7 +150,28 @@ def write_report(output_root: str, run: Optional[summary.RunSummary] = None) -> 
     return os.path.join(final, "index.html")
 
 
-def _write_contents(run: summary.RunSummary, folder: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Evaluated:
+    """A run that reached the Evaluator: every artifact a report is made of is there."""
+
+    run: summary.RunSummary
+    run_id: str
+    examples_uri: str
+    model_uri: str
+    evaluation_uri: str
+    trainer_logs: str
+    transform_graph_uri: str
+
+    @classmethod
+    def of(cls, run: summary.RunSummary) -> "_Evaluated":
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "run"]
+        missing = [name for name in names if not getattr(run, name)]
+        if missing:
+            raise ReportError(f"run {run.run_id or '(none)'} has no {', '.join(missing)}: did it reach the Evaluator?")
+        return cls(run, **{name: getattr(run, name) for name in names})
+
+
+def _write_contents(run: _Evaluated, folder: str) -> None:
     def out(name: str) -> str:
         return os.path.join(folder, name)
 
@@ -180,16 +199,26 @@ def _write_contents(run: summary.RunSummary, folder: str) -> None:
     figures.samples_per_class(train.pixels, train.labels[: len(train.pixels)], out("samples_per_class.png"))
     counts = {
         split: np.bincount(digits.labels, minlength=features.NUM_CLASSES)
-        for split, digits in ((features.TRAIN_SPLIT, train), (features.EVAL_SPLIT, evaluation), (features.TEST_SPLIT, test))
+        for split, digits in (
+            (features.TRAIN_SPLIT, train),
+            (features.EVAL_SPLIT, evaluation),
+            (features.TEST_SPLIT, test),
+        )
     }
     figures.label_distribution(counts, out("label_distribution.png"))
 
-    _write_csv(out("classification_report.csv"), ["digit", "precision", "recall", "f1", "support"],
-               [[s.digit, f"{s.precision:.6f}", f"{s.recall:.6f}", f"{s.f1:.6f}", s.support] for s in scores])
+    _write_csv(
+        out("classification_report.csv"),
+        ["digit", "precision", "recall", "f1", "support"],
+        [[s.digit, f"{s.precision:.6f}", f"{s.recall:.6f}", f"{s.f1:.6f}", s.support] for s in scores],
+    )
     with open(out("classification_report.txt"), "w") as f:
         f.write(analysis.report_text(scores))
-    _write_csv(out("confusion_matrix.csv"), ["true\\predicted"] + [str(d) for d in range(features.NUM_CLASSES)],
-               [[d] + matrix[d].tolist() for d in range(features.NUM_CLASSES)])
+    _write_csv(
+        out("confusion_matrix.csv"),
+        ["true\\predicted"] + [str(d) for d in range(features.NUM_CLASSES)],
+        [[d] + matrix[d].tolist() for d in range(features.NUM_CLASSES)],
+    )
     _write_csv(out("confusion_pairs.csv"), ["true", "predicted", "count"], [list(p) for p in pairs])
     baseline = summary.overall_accuracy(run.evaluation_uri, model_name=tfma.BASELINE_KEY)
     page = _html(run, baseline, float(np.mean(predicted == test.labels)), scores, pairs, counts, epochs)
@@ -201,10 +230,18 @@ def _percent(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
-def _html(run: summary.RunSummary, baseline: Optional[float], recomputed: float, scores: List[analysis.ClassScores],
-          pairs: List[Tuple[int, int, int]], counts: Dict[str, np.ndarray], epochs: List[Dict[str, float]]) -> str:
+def _html(
+    evaluated: _Evaluated,
+    baseline: Optional[float],
+    recomputed: float,
+    scores: List[analysis.ClassScores],
+    pairs: List[Tuple[int, int, int]],
+    counts: Dict[str, np.ndarray],
+    epochs: List[Dict[str, float]],
+) -> str:
     e = html.escape
-    version = run.pushed_version if run.pushed else "not pushed"
+    run = evaluated.run
+    version = (run.pushed_version or "unknown") if run.pushed else "not pushed"
     minutes = "n/a" if run.run_seconds is None else f"{run.run_seconds / 60:.1f} min"
     cards = [
         ("test accuracy (TFMA)", _percent(run.accuracy)),
@@ -229,20 +266,22 @@ def _html(run: summary.RunSummary, baseline: Optional[float], recomputed: float,
     digits_header = "".join(f"<th>{d}</th>" for d in range(features.NUM_CLASSES))
     created = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>digits run {e(run.run_id)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>digits run {e(evaluated.run_id)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
 .cards {{ display: flex; flex-wrap: wrap; gap: 1em; }}
 .card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6em 1em; min-width: 9em; }}
 .card b {{ display: block; font-size: 1.5em; }}
-table {{ border-collapse: collapse; margin: .5em 0; }} td, th {{ border: 1px solid #ddd; padding: 2px 8px; text-align: right; }}
+table {{ border-collapse: collapse; margin: .5em 0; }}
+td, th {{ border: 1px solid #ddd; padding: 2px 8px; text-align: right; }}
 img {{ max-width: 100%; }} code {{ font-size: .85em; }} .note {{ color: #666; font-size: .9em; }}
 </style></head><body>
-<h1>Digits pipeline run <code>{e(run.run_id)}</code></h1>
+<h1>Digits pipeline run <code>{e(evaluated.run_id)}</code></h1>
 <div class="cards">{"".join(f'<div class="card">{e(k)}<b>{e(v)}</b></div>' for k, v in cards)}</div>
-<p class="note">Test split: {int(counts[features.TEST_SPLIT].sum()):,} digits; accuracy recomputed here from the exported
-model's <code>{features.IMAGES_SIGNATURE}</code> signature: {_percent(recomputed)}. Model <code>{e(run.model_uri)}</code>;
-TFMA output <code>{e(run.evaluation_uri)}</code>; report written {created}.</p>
+<p class="note">Test split: {int(counts[features.TEST_SPLIT].sum()):,} digits; accuracy recomputed here from the
+exported model's <code>{features.IMAGES_SIGNATURE}</code> signature: {_percent(recomputed)}.
+Model <code>{e(evaluated.model_uri)}</code>; TFMA output <code>{e(evaluated.evaluation_uri)}</code>; report written
+{created}.</p>
 <h2>Training curves</h2><img src="training_curves.png" alt="training curves">
 <p class="note">Per epoch from the Trainer's <code>metrics.csv</code>; training figures are on augmented batches.</p>
 <h2>Confusion matrix (test split)</h2><img src="confusion_matrix.png" alt="confusion matrix">

@@ -1,4 +1,7 @@
-"""Clients of the TF Serving APIs (this project's server or the real tensorflow_model_server)."""
+"""Clients of the TF Serving APIs (this project's server or the real tensorflow_model_server).
+
+A refused REST request raises the `serving.errors` error its HTTP status stands for, with the server's
+own message; gRPC calls raise grpc.RpcError with the server's code, as stock clients do."""
 
 import base64
 import dataclasses
@@ -10,11 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from models import features
-from pipeline import configs
-
-
-class ServingError(RuntimeError):
-    """The server refused the request; the message is the server's own."""
+from serving import errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +30,7 @@ class Prediction:
 
 
 class RestClient:
-    def __init__(self, url: str, model_name: str = configs.MODEL_NAME, timeout: float = 30.0):
+    def __init__(self, url: str, model_name: str = features.MODEL_NAME, timeout: float = 30.0):
         self.base = f"{url.rstrip('/')}/v1/models/{model_name}"
         self.timeout = timeout
 
@@ -46,7 +45,7 @@ class RestClient:
                 message = json.loads(e.read()).get("error", e.reason)
             except ValueError:
                 message = e.reason
-            raise ServingError(f"HTTP {e.code}: {message}") from None
+            raise errors.from_http_status(e.code, f"HTTP {e.code}: {message}") from None
 
     def status(self) -> Dict[str, Any]:
         return self._call("")
@@ -56,6 +55,16 @@ class RestClient:
 
     def predict(self, body: Dict[str, Any], version: Optional[int] = None) -> Dict[str, Any]:
         return self._call(("" if version is None else f"/versions/{version}") + ":predict", body)
+
+    def classify(
+        self,
+        examples: List[Dict[str, Any]],
+        signature_name: str = features.CLASSIFY_SIGNATURE,
+        version: Optional[int] = None,
+    ) -> List[List[List[Any]]]:
+        """TF Serving's Classify: tf.Examples as JSON features -> per example, [label, score] per class."""
+        body = {"signature_name": signature_name, "examples": examples}
+        return self._call(("" if version is None else f"/versions/{version}") + ":classify", body)["results"]
 
     def classify_pictures(self, pictures: Sequence[bytes], version: Optional[int] = None) -> List[Prediction]:
         """PNG/JPEG files' bytes -> predictions, through the model's in-graph decoder."""
@@ -74,7 +83,7 @@ class RestClient:
 
 
 class GrpcClient:
-    def __init__(self, target: str, model_name: str = configs.MODEL_NAME, timeout: float = 30.0):
+    def __init__(self, target: str, model_name: str = features.MODEL_NAME, timeout: float = 30.0):
         import grpc  # Only gRPC users pay for these imports.
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -83,7 +92,9 @@ class GrpcClient:
         self.channel = grpc.insecure_channel(target)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
-    def predict(self, signature_name: str, inputs: Dict[str, np.ndarray], version: Optional[int] = None) -> Dict[str, np.ndarray]:
+    def predict(
+        self, signature_name: str, inputs: Dict[str, np.ndarray], version: Optional[int] = None
+    ) -> Dict[str, np.ndarray]:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -98,7 +109,9 @@ class GrpcClient:
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
     def classify_pictures(self, pictures: Sequence[bytes], version: Optional[int] = None) -> List[Prediction]:
-        outputs = self.predict(features.IMAGE_BYTES_SIGNATURE, {features.IMAGE_BYTES_INPUT: np.array(pictures, dtype=object)}, version)
+        outputs = self.predict(
+            features.IMAGE_BYTES_SIGNATURE, {features.IMAGE_BYTES_INPUT: np.array(pictures, dtype=object)}, version
+        )
         return [Prediction.from_probabilities(p) for p in outputs[features.PROBABILITIES_OUTPUT]]
 
     def close(self) -> None:

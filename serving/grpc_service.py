@@ -1,79 +1,221 @@
-"""TF Serving's gRPC PredictionService (Predict, GetModelMetadata) over a ModelStore.
+"""TF Serving's gRPC services over the protocol-neutral data plane: PredictionService (Predict,
+Classify, Regress, GetModelMetadata) and ModelService (GetModelStatus, HandleReloadConfigRequest).
 
-Stock clients built on `tensorflow-serving-api` work unchanged against it.
+Stock clients built on `tensorflow-serving-api` work unchanged against it, TFX's InfraValidator client
+(which waits on GetModelStatus) included. Errors carry the gRPC code of their `serving.errors` class.
 """
 
-from concurrent import futures
-from typing import Optional, Tuple
+import concurrent.futures
+import functools
+import logging
+import time
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 import grpc
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 
-from serving import predict
-from serving.model_store import ModelStore, NotFoundError
-from serving.rest import signature_def_map
+from serving import inputs
+from serving.config import ServerOptions, models_from_proto
+from serving.dataplane import DataPlane, ModelRef, classification_result
+from serving.errors import Internal, InvalidArgument, ServingError, Unimplemented
+from serving.metrics import Metrics
+from serving.servable import Servable, serialized_examples
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Largest gRPC message either way (as the REST body limit)."""
+
+Response = TypeVar("Response")
 
 
-def _version_and_label(spec) -> Tuple[Optional[int], Optional[str]]:
-    if spec.HasField("version"):
-        return spec.version.value, None
-    return None, spec.version_label or None
+def _ref(spec: model_pb2.ModelSpec) -> ModelRef:
+    kind = spec.WhichOneof("version_choice")
+    return ModelRef(
+        spec.name,
+        spec.version.value if kind == "version" else None,
+        spec.version_label if kind == "version_label" else None,
+    )
 
 
-class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, store: ModelStore):
-        self.store = store
+def _answered_by(spec: model_pb2.ModelSpec, servable: Servable, signature_name: str = "") -> None:
+    """A response's model spec: the model, the version that answered, and the signature."""
+    spec.name, spec.version.value, spec.signature_name = servable.model_name, servable.version, signature_name
 
-    def _check_name(self, spec, context) -> None:
-        if spec.name != self.store.model_name:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
 
-    def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:  # noqa: N802
-        try:
-            self._check_name(request.model_spec, context)
-            model = self.store.get(*_version_and_label(request.model_spec))
-            signature_name = request.model_spec.signature_name or None
-            specs = predict.input_specs(model, signature_name)
-            if set(request.inputs) != set(specs):
-                raise predict.BadRequestError(f"inputs must be exactly {sorted(specs)}, got {sorted(request.inputs)}")
-            tensors = {
-                name: predict.to_tensor(name, tf.make_ndarray(proto), specs[name]) for name, proto in request.inputs.items()
-            }
-            outputs = predict.run(model, signature_name, tensors)
-        except NotFoundError as e:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(e))
-        except predict.BadRequestError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+def _deadline(context: grpc.ServicerContext) -> Optional[float]:
+    remaining = context.time_remaining()
+    return None if remaining is None else max(remaining, 0.0)
+
+
+def _rpc(api: str = "") -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Runs a method with `serving.errors` turned into gRPC statuses (never an exception's text from
+    elsewhere), and records Predict/Classify/Regress in the metrics as TF Serving does."""
+
+    def wrap(method: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(method)
+        def run(self: "_Servicer", request: Any, context: grpc.ServicerContext) -> Response:
+            started, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                return method(self, request, context)
+            except ServingError as e:
+                code = e.code
+                context.abort(e.code, e.message[:1024])
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("Internal error in %s", method.__name__)
+                context.abort(Internal.code, "Internal error; see the server log")
+            finally:
+                if api:
+                    model_name = request.model_spec.name if request.HasField("model_spec") else ""
+                    self.metrics.record(model_name, api, "GRPC", code, time.perf_counter() - started)
+            raise AssertionError("unreachable: context.abort raises")
+
+        return run
+
+    return wrap
+
+
+class _Servicer:
+    def __init__(self, dataplane: DataPlane, metrics: Metrics, options: ServerOptions):
+        self.dataplane = dataplane
+        self.metrics = metrics
+        self.options = options
+
+
+def _spec(request: Any) -> model_pb2.ModelSpec:
+    if not request.HasField("model_spec"):
+        raise InvalidArgument("Missing ModelSpec")
+    return request.model_spec
+
+
+class PredictionService(_Servicer, prediction_service_pb2_grpc.PredictionServiceServicer):
+    @_rpc("Predict")
+    def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> predict_pb2.PredictResponse:
+        servable = self.dataplane.servable(_ref(_spec(request)))
+        signature = servable.signature(request.model_spec.signature_name)
+        inputs.check_names(request.inputs, signature.inputs)
+        arrays = {
+            name: inputs.from_proto(
+                name,
+                proto,
+                signature.inputs[name],
+                self.options.max_batch_per_request,
+                self.options.max_values_per_request,
+            )
+            for name, proto in request.inputs.items()
+        }
+        outputs = self.dataplane.wait(self.dataplane.predict(servable, signature, arrays), _deadline(context))
+        wanted = list(request.output_filter) or list(outputs)
+        unknown = [name for name in wanted if name not in outputs]
+        if unknown:
+            raise InvalidArgument(
+                f"output tensor alias not found in signature: {unknown[0]} Outputs expected to be "
+                f"in the set {sorted(outputs)}."
+            )
         response = predict_pb2.PredictResponse()
-        response.model_spec.name = self.store.model_name
-        response.model_spec.version.value = model.version
-        response.model_spec.signature_name = signature_name or ""
-        for name, value in outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        _answered_by(response.model_spec, servable, signature.name)
+        for name in wanted:
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
         return response
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
-        if list(request.metadata_field) != ["signature_def"]:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "metadata_field must be exactly ['signature_def']")
-        try:
-            self._check_name(request.model_spec, context)
-            model, signatures = signature_def_map(self.store, *_version_and_label(request.model_spec))
-        except NotFoundError as e:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(e))
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = self.store.model_name
-        response.model_spec.version.value = model.version
-        response.metadata["signature_def"].Pack(signatures)
+    @_rpc("Classify")
+    def Classify(
+        self,
+        request: classification_pb2.ClassificationRequest,
+        context: grpc.ServicerContext,
+    ) -> classification_pb2.ClassificationResponse:
+        servable = self.dataplane.servable(_ref(_spec(request)))
+        examples = serialized_examples(request.input)
+        future = self.dataplane.classify(servable, request.model_spec.signature_name, examples)
+        response = classification_pb2.ClassificationResponse(
+            result=classification_result(self.dataplane.wait(future, _deadline(context)))
+        )
+        signature = servable.classification_signature(request.model_spec.signature_name)
+        _answered_by(response.model_spec, servable, signature.name)
         return response
 
+    @_rpc("Regress")
+    def Regress(
+        self,
+        request: regression_pb2.RegressionRequest,
+        context: grpc.ServicerContext,
+    ) -> regression_pb2.RegressionResponse:
+        servable = self.dataplane.servable(_ref(_spec(request)))
+        examples = serialized_examples(request.input)
+        outputs = self.dataplane.wait(
+            self.dataplane.regress(servable, request.model_spec.signature_name, examples), _deadline(context)
+        )
+        response = regression_pb2.RegressionResponse()
+        for value in next(iter(outputs.values())).reshape(-1):
+            response.result.regressions.add(value=float(value))
+        _answered_by(response.model_spec, servable)
+        return response
 
-def make_server(store: ModelStore, host: str, port: int, workers: int = 8) -> Tuple[grpc.Server, int]:
-    """Returns the (not yet started) server and the port it bound, which may be chosen by the OS (0)."""
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(store), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    @_rpc()
+    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:
+        raise Unimplemented("MultiInference is not provided by this server; call Classify or Regress")
+
+    @_rpc()
+    def GetModelMetadata(
+        self,
+        request: get_model_metadata_pb2.GetModelMetadataRequest,
+        context: grpc.ServicerContext,
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        _spec(request)
+        if not request.metadata_field:
+            raise InvalidArgument("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise InvalidArgument(f"Metadata field {field} is not supported")
+        return self.dataplane.model_metadata(_ref(request.model_spec))
+
+
+class ModelService(_Servicer, model_service_pb2_grpc.ModelServiceServicer):
+    @_rpc()
+    def GetModelStatus(
+        self,
+        request: get_model_status_pb2.GetModelStatusRequest,
+        context: grpc.ServicerContext,
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        spec = _spec(request)
+        return self.dataplane.model_status(spec.name, spec.version.value if spec.HasField("version") else None)
+
+    @_rpc()
+    def HandleReloadConfigRequest(
+        self,
+        request: model_management_pb2.ReloadConfigRequest,
+        context: grpc.ServicerContext,
+    ) -> model_management_pb2.ReloadConfigResponse:
+        self.dataplane.core.reload_config(models_from_proto(request.config, "ReloadConfigRequest"))
+        return model_management_pb2.ReloadConfigResponse()
+
+
+def make_server(dataplane: DataPlane, metrics: Metrics, options: ServerOptions) -> Tuple[grpc.Server, int]:
+    """The (not yet started) server and the port it bound (0 asks the OS for a free one)."""
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=options.grpc_max_threads, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(dataplane, metrics, options), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(dataplane, metrics, options), server)
+    bound = server.add_insecure_port(f"{options.host}:{options.port or 0}")
     return server, bound

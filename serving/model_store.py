@@ -1,171 +1,321 @@
-"""Versions of one model under a TF Serving base path, loaded and swapped while requests keep flowing.
+"""The served models: each model's versions under its base path, loaded and swapped while requests
+keep flowing, as TF Serving's ServerCore does.
 
-As TF Serving does: versions are integer folders under `<base>/<model_name>/`, a version is ready once
-its `saved_model.pb` is there (the Pusher copies it last), the newest ready versions are served, and a
-version that fails to load is reported and skipped while the previous one stays in service.
+Versions are integer folders under a model's base path; a version is a candidate once its
+`saved_model.pb` is there. The version policy (latest N, specific, all) picks the versions to serve;
+a version that fails to load (or to warm up) is reported as END with its error while the versions
+already loaded keep serving, and it is tried again when its folder changes (a half-copied version
+loads once complete) or, unchanged, up to `max_num_load_retries` times `load_retry_interval_micros`
+apart. Requests read a model's servables once and keep the version they got, while a swap replaces the
+whole mapping, so a request in flight during a swap finishes on the version it started with.
 """
 
 import dataclasses
 import logging
 import os
-import shutil
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from serving import servable as servables
+from serving.config import ModelConfig, ServerOptions, read_model_config
+from serving.errors import FailedPrecondition, InvalidArgument, NotFound
+from serving.servable import SAVED_MODEL_FILE, Servable
 
 log = logging.getLogger(__name__)
 
-SAVED_MODEL_FILE = "saved_model.pb"
-
-
-def copy_version(source: str, base_path: str, version: int) -> str:
-    """Copies a SavedModel into `<base_path>/<version>/` as the Pusher writes one: everything else
-    first, saved_model.pb last, so a server never sees a version half-written."""
-    target = os.path.join(base_path, str(version))
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(SAVED_MODEL_FILE))
-    shutil.copy(os.path.join(source, SAVED_MODEL_FILE), os.path.join(target, SAVED_MODEL_FILE))
-    return target
-
-
-class NotFoundError(LookupError):
-    """Unknown model, version or label: a 404 for clients."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedModel:
-    """One loaded version: its callable signatures and their SignatureDefs (for metadata)."""
-
-    version: int
-    signatures: Dict[str, tf.types.experimental.ConcreteFunction]
-    signature_defs: Dict[str, meta_graph_pb2.SignatureDef]
-    handle: object = dataclasses.field(repr=False, default=None)
-    """The loaded SavedModel object, kept alive for as long as its functions may be called."""
+Loader = Callable[[str, int, str], Servable]
+"""(model name, version, path) -> a loaded, warmed-up servable; raises if it cannot load."""
 
 
 @dataclasses.dataclass(frozen=True)
 class VersionStatus:
     version: int
-    state: str  # TF Serving's ModelVersionStatus.State names: AVAILABLE, END, ...
-    error: str = ""
+    state: str
+    """TF Serving's ModelVersionStatus.State name: AVAILABLE, or END once unloaded or failed."""
+    error_code: str = "OK"
+    error_message: str = ""
 
 
-def _signature_defs(path: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
-    saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(path, SAVED_MODEL_FILE), "rb") as f:
-        saved_model.ParseFromString(f.read())
-    return {k: v for k, v in saved_model.meta_graphs[0].signature_def.items() if not k.startswith("__")}
+@dataclasses.dataclass
+class _Failure:
+    fingerprint: Tuple
+    attempts: int
+    last_attempt: float
+    message: str
 
 
-def load_version(path: str, version: int) -> LoadedModel:
-    """Loads one version; raises if the SavedModel is unreadable or has no signatures."""
-    loaded = tf.saved_model.load(path)
-    signatures = dict(loaded.signatures)
-    if not signatures:
-        raise ValueError(f"{path} has no serving signatures")
-    return LoadedModel(version, signatures, _signature_defs(path), loaded)
+def folder_fingerprint(path: str) -> Tuple:
+    """Every file's relative path, size and modification time: changes whenever a copy progresses."""
+    entries = []
+    for root, _, files in tf.io.gfile.walk(path):
+        for name in files:
+            stat = tf.io.gfile.stat(os.path.join(root, name))
+            entries.append((os.path.relpath(os.path.join(root, name), path), stat.length, stat.mtime_nsec))
+    return tuple(sorted(entries))
 
 
 class ModelStore:
-    """The served versions of one model.
+    """The versions of one model."""
 
-    Requests read `self._models` once and keep the model they got, while a swap replaces the whole dict
-    (one writer: the watch thread): a request in flight during a swap finishes on the version it started
-    with, and none waits on a load.
-    """
+    def __init__(self, config: ModelConfig, loader: Loader, options: ServerOptions):
+        self.config = config
+        self._loader = loader
+        self._options = options
+        self._servables: Dict[int, Servable] = {}
+        self._ended: Dict[int, VersionStatus] = {}
+        self._failures: Dict[int, _Failure] = {}
+        self.watch_error: Optional[str] = None
+        """The last error of watching the base path, until a watch succeeds again."""
 
-    def __init__(self, base_path: str, model_name: str, keep_versions: int = 2, labels: Optional[Dict[str, int]] = None):
-        self.base_path = base_path
-        self.model_name = model_name
-        self.keep_versions = keep_versions
-        self.labels = dict(labels or {})
-        self._models: Dict[int, LoadedModel] = {}
-        self._failed: Dict[int, Tuple[float, str]] = {}
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+    @property
+    def name(self) -> str:
+        return self.config.name
 
-    def ready_versions(self) -> List[int]:
-        """Integer folders holding a saved_model.pb, newest first."""
-        if not tf.io.gfile.isdir(self.base_path):
-            return []
+    def candidate_versions(self) -> List[int]:
+        """Integer folders holding a saved_model.pb."""
+        base = self.config.base_path
+        if not tf.io.gfile.isdir(base):
+            raise FileNotFoundError(f"Could not find base path {base} for servable {self.name}")
         versions = []
-        for name in tf.io.gfile.listdir(self.base_path):
+        for name in tf.io.gfile.listdir(base):
             name = name.rstrip("/")
-            if name.isdigit() and tf.io.gfile.exists(os.path.join(self.base_path, name, SAVED_MODEL_FILE)):
+            if name.isdigit() and tf.io.gfile.exists(os.path.join(base, name, SAVED_MODEL_FILE)):
                 versions.append(int(name))
-        return sorted(versions, reverse=True)
+        return versions
 
     def refresh(self) -> None:
-        """Serves the newest `keep_versions` versions that load (older ones stand in for failed newer
-        ones) and unloads the rest. Never raises: a bad version is reported in `status`."""
-        keep: List[int] = []
-        for version in self.ready_versions():
-            if len(keep) == self.keep_versions:
-                break
-            if version not in self._models:
-                self._load(version)
-            if version in self._models:
-                keep.append(version)
-        dropped = sorted(set(self._models) - set(keep))
+        """Loads the versions the policy wants (newest first) and unloads the rest once one of them
+        serves; older loaded versions stand in for wanted ones that fail. Raises on filesystem errors
+        (the caller retries at the next poll)."""
+        candidates = self.candidate_versions()
+        wanted = self.config.policy.choose(candidates)
+        for version in wanted:
+            if version not in self._servables:
+                self._try_load(version)
+        serving = [v for v in wanted if v in self._servables]
+        if not serving and not self._servables:
+            # Nothing wanted loads and nothing serves (a corrupt newest version at start-up): the newest
+            # older version that loads stands in, where TF Serving would serve nothing.
+            for version in sorted(set(candidates) - set(wanted), reverse=True):
+                self._try_load(version)
+                if version in self._servables:
+                    break
+        # Until a wanted version serves, the loaded ones stand in for it: never serve nothing.
+        dropped = sorted(set(self._servables) - set(serving)) if serving else []
         if dropped:
-            self._models = {v: m for v, m in self._models.items() if v in keep}
-            log.info("Unloaded versions %s of %s", dropped, self.model_name)
+            self._servables = {v: s for v, s in self._servables.items() if v not in dropped}
+            for version in dropped:
+                self._ended[version] = VersionStatus(version, "END")
+            log.info("Unloaded versions %s of %s", dropped, self.name)
 
-    def _load(self, version: int) -> None:
-        path = os.path.join(self.base_path, str(version))
-        stamp = tf.io.gfile.stat(os.path.join(path, SAVED_MODEL_FILE)).mtime_nsec
-        if version in self._failed and self._failed[version][0] == stamp:
-            return  # Failed as it is now; tried again only once its saved_model.pb changes.
+    def _try_load(self, version: int) -> None:
+        path = os.path.join(self.config.base_path, str(version))
+        fingerprint = folder_fingerprint(path)
+        failure = self._failures.get(version)
+        now = time.monotonic()
+        if failure and failure.fingerprint == fingerprint:
+            retry_due = now - failure.last_attempt >= self._options.load_retry_interval_micros / 1e6
+            if failure.attempts > self._options.max_num_load_retries or not retry_due:
+                return
+        attempts = failure.attempts + 1 if failure and failure.fingerprint == fingerprint else 1
         started = time.time()
         try:
-            model = load_version(path, version)
-        except Exception as e:  # pylint: disable=broad-except
-            message = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
-            self._failed[version] = (stamp, message)
-            log.error("Version %d of %s failed to load; still serving %s. %s",
-                      version, self.model_name, sorted(self._models) or "nothing", message)
+            loaded = self._loader(self.name, version, path)
+        except Exception as e:
+            message = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+            self._failures[version] = _Failure(fingerprint, attempts, now, message)
+            self._ended[version] = VersionStatus(version, "END", "UNKNOWN", message)
+            log.error(
+                "Version %d of %s failed to load (attempt %d); still serving %s. %s",
+                version,
+                self.name,
+                attempts,
+                sorted(self._servables) or "nothing",
+                message,
+            )
             return
-        self._failed.pop(version, None)
-        self._models = {**self._models, version: model}
-        log.info("Loaded version %d of %s in %.1f s", version, self.model_name, time.time() - started)
+        self._failures.pop(version, None)
+        self._ended.pop(version, None)
+        self._servables = {**self._servables, version: loaded}
+        log.info("Loaded version %d of %s in %.1f s", version, self.name, time.time() - started)
 
-    def get(self, version: Optional[int] = None, label: Optional[str] = None) -> LoadedModel:
-        models = self._models
+    def servable(self, version: Optional[int] = None, label: Optional[str] = None) -> Servable:
+        """The servable a request names: the newest available version, a version, or a label's."""
+        servables_now = self._servables
         if label is not None:
-            if label not in self.labels:
-                raise NotFoundError(f"Unknown label '{label}' for model '{self.model_name}'")
-            version = self.labels[label]
+            if label not in self.config.label_map:
+                raise InvalidArgument(f"Unrecognized servable version label: {label}")
+            version = self.config.label_map[label]
         if version is None:
-            if not models:
-                raise NotFoundError(f"No versions of model '{self.model_name}' are available")
-            return models[max(models)]
-        if version not in models:
-            raise NotFoundError(f"Version {version} of model '{self.model_name}' is not available")
-        return models[version]
+            if not servables_now:
+                raise NotFound(f"Servable not found for request: Latest({self.name})")
+            return servables_now[max(servables_now)]
+        if version not in servables_now:
+            raise NotFound(f"Servable not found for request: Specific({self.name}, {version})")
+        return servables_now[version]
 
-    def status(self, version: Optional[int] = None) -> List[VersionStatus]:
-        statuses = [VersionStatus(v, "AVAILABLE") for v in sorted(self._models, reverse=True)]
-        statuses += [VersionStatus(v, "END", message) for v, (_, message) in sorted(self._failed.items(), reverse=True)]
+    def statuses(self, version: Optional[int] = None) -> List[VersionStatus]:
+        """Every version this store has served or tried, newest first (unloaded ones stay as END)."""
+        watch = f"watching {self.config.base_path} failed: {self.watch_error}" if self.watch_error else ""
+        found = {v: VersionStatus(v, "AVAILABLE", error_message=watch) for v in self._servables}
+        found.update({v: s for v, s in self._ended.items() if v not in found})
+        statuses = [found[v] for v in sorted(found, reverse=True)]
         if version is not None:
             statuses = [s for s in statuses if s.version == version]
             if not statuses:
-                raise NotFoundError(f"Version {version} of model '{self.model_name}' is not available")
+                raise NotFound(f"Could not find version {version} of model {self.name}")
+        elif not statuses:
+            raise NotFound(f"Could not find any versions of model {self.name}")
         return statuses
 
-    def start(self, poll_seconds: float = 2.0) -> None:
-        """Loads what is there now, then watches for new versions in a background thread."""
-        self.refresh()
+    def check_labels(self, labels: Dict[str, int], allow_unavailable: bool) -> None:
+        """TF Serving's rule: a label may only name a version that serves now (unless allowed)."""
+        for version in sorted(labels.values()):
+            if version not in self._servables and not allow_unavailable:
+                raise FailedPrecondition(
+                    f"Request to assign label to version {version} of model {self.name}, "
+                    "which is not currently available for inference"
+                )
 
-        def watch():
-            while not self._stop.wait(poll_seconds):
-                self.refresh()
+    def unload_all(self) -> None:
+        for version in self._servables:
+            self._ended[version] = VersionStatus(version, "END")
+        self._servables = {}
 
-        self._thread = threading.Thread(target=watch, name=f"watch-{self.model_name}", daemon=True)
+
+class ServerCore:
+    """Every configured model, and the thread that watches their folders and the config file."""
+
+    def __init__(self, options: ServerOptions, loader: Loader):
+        self.options = options
+        self._loader = loader
+        self._stores: Dict[str, ModelStore] = {}
+        self._config_stamp: Optional[Tuple[int, int]] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        """Held while the watch thread or a reload request changes which models exist."""
+
+    def store(self, name: str) -> ModelStore:
+        if not name:
+            raise InvalidArgument("ModelSpec has no name specified.")
+        stores = self._stores
+        if name not in stores:
+            raise NotFound(f"Servable not found for request: Latest({name})")
+        return stores[name]
+
+    @property
+    def model_names(self) -> List[str]:
+        return sorted(self._stores)
+
+    def reload_config(self, models: Tuple[ModelConfig, ...]) -> None:
+        """Serves exactly these models: new ones are loaded, removed ones unloaded, changed policies
+        and labels applied. A label on a version that does not serve refuses the whole new config."""
+        with self._lock:
+            previous = {name: store.config for name, store in self._stores.items()}
+            stores = dict(self._stores)
+            try:
+                for config in models:
+                    store = stores.get(config.name)
+                    if store is None or store.config.base_path != config.base_path:
+                        store = ModelStore(config, self._loader, self.options)
+                    store.config = dataclasses.replace(
+                        config, labels=previous.get(config.name, config).labels if config.name in previous else ()
+                    )
+                    self._refresh(store)
+                    store.check_labels(config.label_map, self.options.allow_version_labels_for_unavailable_models)
+                    stores[config.name] = store
+            except Exception:
+                for name, config in previous.items():
+                    self._stores[name].config = config
+                raise
+            for config in models:
+                stores[config.name].config = config
+            for name in set(self._stores) - {c.name for c in models}:
+                self._stores[name].unload_all()
+                log.info("Model %s is no longer configured: unloaded", name)
+            for name, store in self._stores.items():
+                if stores.get(name) is not store:
+                    store.unload_all()
+            self._stores = {c.name: stores[c.name] for c in models}
+
+    def _refresh(self, store: ModelStore) -> None:
+        try:
+            store.refresh()
+            if store.watch_error:
+                log.info("Watching %s works again", store.config.base_path)
+            store.watch_error = None
+        except Exception as e:
+            message = f"{type(e).__name__}: {e}"
+            if message != store.watch_error:
+                log.error(
+                    "Watching versions of %s failed; retrying every %.1f s. %s",
+                    store.name,
+                    self.options.file_system_poll_wait_seconds,
+                    message,
+                )
+            store.watch_error = message
+
+    def _reload_config_file(self) -> None:
+        path = self.options.model_config_file
+        if not path:
+            return
+        try:
+            stat = os.stat(path)
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp == self._config_stamp:
+                return
+            self.reload_config(read_model_config(path))
+            self._config_stamp = stamp
+            log.info("Model config %s (re)loaded: models %s", path, self.model_names)
+        except Exception as e:
+            log.error("Model config %s not applied: %s", path, e)
+
+    def start(self) -> None:
+        """Loads every configured model, then watches in a background thread."""
+        if self.options.model_config_file:
+            models = read_model_config(self.options.model_config_file)
+            stat = os.stat(self.options.model_config_file)
+            self._config_stamp = (stat.st_mtime_ns, stat.st_size)
+        else:
+            models = self.options.models
+        self.reload_config(models)
+        self._thread = threading.Thread(target=self._watch, name="model-watch", daemon=True)
         self._thread.start()
+
+    def _watch(self) -> None:
+        poll = max(self.options.file_system_poll_wait_seconds, 0.05)
+        config_poll = self.options.model_config_file_poll_wait_seconds
+        next_config = time.monotonic() + config_poll
+        while not self._stop.wait(poll):
+            if config_poll > 0 and time.monotonic() >= next_config:
+                self._reload_config_file()
+                next_config = time.monotonic() + config_poll
+            with self._lock:
+                stores = list(self._stores.values())
+                for store in stores:
+                    self._refresh(store)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
+
+
+def load_servable(options: ServerOptions) -> Loader:
+    """The loader the server uses: load, then replay the version's warmup requests (if enabled)."""
+
+    def load(model_name: str, version: int, path: str) -> Servable:
+        loaded = servables.load(model_name, version, path)
+        if options.enable_model_warmup:
+            records, seconds = servables.replay_warmup(
+                loaded, path, options.max_batch_per_request, options.max_values_per_request
+            )
+            if records:
+                log.info("Warmed up version %d of %s with %d requests in %.2f s", version, model_name, records, seconds)
+        return loaded
+
+    return load

@@ -1,4 +1,9 @@
-"""Shared fixtures. Importing `models` first sets TF_USE_LEGACY_KERAS before TensorFlow loads."""
+"""Shared fixtures. Importing `models` first sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+
+Fixtures, not test order, carry what tests share: `smoke_run` is one `smoke` pipeline run (blessed and
+pushed) for every test that needs a trained model; tests that run the pipeline again in its folder
+(bad data, worse models) never push, and tests that change what is served work on copies.
+"""
 
 import os
 
@@ -6,29 +11,35 @@ import models  # noqa: F401
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest  # noqa: E402
+import pytest
 
-from pipeline import configs  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def mnist_root() -> str:
-    """The bundled MNIST, read-only: tests copy or subset it, never write into it."""
-    return configs.DATA_ROOT
+from pipeline import configs
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """One `smoke` pipeline run (blessed and pushed): its output folder and its summary, taken right
-    after it, since later tests run the pipeline again in the same folder (with bad data, worse
-    models), as a user would. None of those pushes; tests that change what is served work on copies."""
+    """The output folder of one `smoke` run, and its summary taken right after it."""
     from pipeline import local_runner, summary
 
     root = str(tmp_path_factory.mktemp("smoke"))
-    local_runner.run(configs.PROFILES["smoke"], output_root=root)
+    local_runner.run(configs.settings("smoke"), output_root=root)
     return root, summary.latest_run(configs.metadata_path(root))
 
 
 @pytest.fixture(scope="session")
 def smoke_output(smoke_run) -> str:
     return smoke_run[0]
+
+
+@pytest.fixture(scope="session")
+def served_model(smoke_run) -> str:
+    """The smoke run's pushed SavedModel (read-only: copy it to serve it)."""
+    return smoke_run[1].pushed_to
+
+
+@pytest.fixture(scope="session")
+def other_model(smoke_run, tmp_path_factory) -> str:
+    """A different model exported exactly as the Trainer exports: the same CNN, untrained."""
+    from benchmarks import variants
+
+    return variants.export_untrained(smoke_run[1].transform_graph_uri, str(tmp_path_factory.mktemp("other") / "model"))

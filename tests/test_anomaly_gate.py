@@ -4,7 +4,11 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.anomaly_gate import (
-    STATISTICS_FILE, ValidatedStatistics, describe_anomalies, describe_drift, describe_empty_splits,
+    STATISTICS_FILE,
+    ValidatedStatistics,
+    describe_anomalies,
+    describe_drift,
+    describe_empty_splits,
 )
 from pipeline import configs
 

@@ -15,28 +15,25 @@ import pytest
 from components.anomaly_gate import DataAnomaliesError
 from components.digit_example_gen import readers
 from pipeline import configs, local_runner
-from tests import digit_files
+from tests import support
 
-# The smoke profile's training settings on a dataset used as given (no subset is taken of it).
-FAULTS = dataclasses.replace(configs.PROFILES["smoke"], name="faults", train_limit=None, test_limit=None)
+pytestmark = pytest.mark.e2e
+SMOKE = configs.PROFILES["smoke"]
+# The smoke profile's training settings on a dataset used as given (no limits: the files are small).
+FAULTS = dataclasses.replace(SMOKE, name="faults", train_limit=None, test_limit=None)
 
 
 @pytest.fixture(scope="module")
-def smoke_digits(smoke_output):
-    """The smoke subset's digits: (train images, train labels, test images, test labels)."""
-    folder = os.path.join(smoke_output, "data", "smoke")
-    train = list(readers.read_idx(f"{folder}/train-images-idx3-ubyte.gz", f"{folder}/train-labels-idx1-ubyte.gz"))
-    test = list(readers.read_idx(f"{folder}/t10k-images-idx3-ubyte.gz", f"{folder}/t10k-labels-idx1-ubyte.gz"))
-
-    def arrays(digits):
-        return np.stack([pixels for _, pixels, _ in digits]), np.array([label for _, _, label in digits], np.uint8)
-
-    return (*arrays(train), *arrays(test))
+def smoke_digits():
+    """The smoke run's digits: (train images, train labels, test images, test labels)."""
+    return (*support.mnist_digits("train", SMOKE.train_limit), *support.mnist_digits("t10k", SMOKE.test_limit))
 
 
 def _served_and_trained(output_root):
-    return (sorted(os.listdir(configs.serving_model_dir(output_root))),
-            sorted(glob.glob(os.path.join(configs.pipeline_root(output_root), "Trainer", "model", "*"))))
+    return (
+        sorted(os.listdir(configs.serving_model_dir(output_root))),
+        sorted(glob.glob(os.path.join(configs.pipeline_root(output_root), "Trainer", "model", "*"))),
+    )
 
 
 INGESTION = (readers.DigitDataError, RuntimeError)
@@ -47,13 +44,14 @@ def _assert_stops(output_root, data_root, error, match):
     before = _served_and_trained(output_root)
     assert before[0], "the smoke run should have pushed a model"
     with pytest.raises(error, match=match):
-        local_runner.run(FAULTS, data_root=str(data_root), output_root=output_root)
+        settings = dataclasses.replace(configs.settings("smoke", data_root=str(data_root)), profile=FAULTS)
+        local_runner.run(settings, output_root=output_root)
     assert _served_and_trained(output_root) == before
 
 
 def test_pixels_outside_0_255(smoke_output, smoke_digits, tmp_path):
     train_x, train_y, _, _ = smoke_digits
-    path = digit_files.write_csv(str(tmp_path / "train.csv"), train_x[:50].astype(np.int64), train_y[:50])
+    path = support.write_csv(str(tmp_path / "train.csv"), train_x[:50].astype(np.int64), train_y[:50])
     with open(path) as f:
         lines = f.read().splitlines()
     cells = lines[7].split(",")
@@ -68,14 +66,14 @@ def test_label_outside_0_9(smoke_output, smoke_digits, tmp_path):
     train_x, train_y, test_x, test_y = smoke_digits
     bad_labels = train_y.copy()
     bad_labels[41] = 12
-    digit_files.write_idx(str(tmp_path), "train", train_x, bad_labels)
-    digit_files.write_idx(str(tmp_path), "t10k", test_x, test_y)
+    support.write_idx(str(tmp_path), "train", train_x, bad_labels)
+    support.write_idx(str(tmp_path), "t10k", test_x, test_y)
     _assert_stops(smoke_output, tmp_path, INGESTION, r"train-labels-idx1-ubyte.gz.*record 41.*label 12 outside 0-9")
 
 
 def test_missing_label(smoke_output, smoke_digits, tmp_path):
     train_x, train_y, _, _ = smoke_digits
-    path = digit_files.write_csv(str(tmp_path / "train.csv"), train_x[:20], train_y[:20])
+    path = support.write_csv(str(tmp_path / "train.csv"), train_x[:20], train_y[:20])
     with open(path) as f:
         lines = f.read().splitlines()
     lines[3] = "," + lines[3].split(",", 1)[1]
@@ -86,14 +84,14 @@ def test_missing_label(smoke_output, smoke_digits, tmp_path):
 
 def test_images_of_the_wrong_size(smoke_output, tmp_path):
     images = np.zeros((30, 32, 32), np.uint8)
-    digit_files.write_idx(str(tmp_path), "train", images, np.arange(30, dtype=np.uint8) % 10)
+    support.write_idx(str(tmp_path), "train", images, np.arange(30, dtype=np.uint8) % 10)
     _assert_stops(smoke_output, tmp_path, INGESTION, r"images are 32x32")
 
 
 def test_empty_test_split(smoke_output, smoke_digits, tmp_path):
     train_x, train_y, _, _ = smoke_digits
-    digit_files.write_idx(str(tmp_path), "train", train_x, train_y)
-    digit_files.write_idx(str(tmp_path), "t10k", np.zeros((0, 28, 28), np.uint8), np.zeros((0,), np.uint8))
+    support.write_idx(str(tmp_path), "train", train_x, train_y)
+    support.write_idx(str(tmp_path), "t10k", np.zeros((0, 28, 28), np.uint8), np.zeros((0,), np.uint8))
     _assert_stops(smoke_output, tmp_path, DataAnomaliesError, r"split 'test', dataset: no examples")
 
 
@@ -102,8 +100,12 @@ def test_a_vanished_class_is_drift(smoke_output, smoke_digits, tmp_path):
     moved away from the last validated data's (the smoke run's)."""
     train_x, train_y, test_x, test_y = smoke_digits
     keep = train_y != 7
-    digit_files.write_idx(str(tmp_path), "train", train_x[keep], train_y[keep])
-    digit_files.write_idx(str(tmp_path), "t10k", test_x, test_y)
-    _assert_stops(smoke_output, tmp_path, DataAnomaliesError,
-                  r"split 'train', feature 'label': against the last validated data: distribution drift.*"
-                  r"maximum difference is: 7")
+    support.write_idx(str(tmp_path), "train", train_x[keep], train_y[keep])
+    support.write_idx(str(tmp_path), "t10k", test_x, test_y)
+    _assert_stops(
+        smoke_output,
+        tmp_path,
+        DataAnomaliesError,
+        r"split 'train', feature 'label': against the last validated data: distribution drift.*"
+        r"maximum difference is: 7",
+    )

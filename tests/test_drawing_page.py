@@ -1,27 +1,24 @@
 """The drawing page in real headless Chromium: draw a digit with the mouse, see a prediction and 10 bars."""
 
-import shutil
-
 import pytest
 
-from pipeline import configs
+from benchmarks.variants import push_version
+from models import features
+from serving.config import ServerOptions, single_model
 from serving.server import ModelServer
-from serving.model_store import copy_version
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# The machine is offline: no background networking, no component updates (see `make browser`).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.support import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: `make browser` (root) installs it")
-def test_drawing_a_digit_shows_a_prediction(tmp_path, smoke_output):
+@pytest.mark.e2e
+@needs_chromium
+def test_drawing_a_digit_shows_a_prediction(tmp_path, served_model):
     from playwright.sync_api import sync_playwright
 
-    from tests.test_serving import _pushed_version
-
-    copy_version(_pushed_version(smoke_output), str(tmp_path / "digits"), 1)
-    server = ModelServer(str(tmp_path / "digits"), configs.MODEL_NAME, rest_port=0, grpc_port=None).start()
+    base = str(tmp_path / features.MODEL_NAME)
+    push_version(served_model, base, 1)
+    server = ModelServer(
+        ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None)
+    ).start()
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -39,7 +36,9 @@ def test_drawing_a_digit_shows_a_prediction(tmp_path, smoke_output):
             page.mouse.up()
             page.wait_for_function("document.getElementById('digit').textContent.length === 1", timeout=30_000)
             digit = page.text_content("#digit")
-            probabilities = page.eval_on_selector_all("#bars .bar", "rows => rows.map(r => Number(r.dataset.probability))")
+            probabilities = page.eval_on_selector_all(
+                "#bars .bar", "rows => rows.map(r => Number(r.dataset.probability))"
+            )
             page.screenshot(path=str(tmp_path / "page.png"))
             browser.close()
     finally:

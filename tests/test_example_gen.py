@@ -1,33 +1,38 @@
-"""DigitExampleGen under TFX (LocalDagRunner) on small data: splits, labels, determinism, bad input."""
+"""DigitExampleGen under TFX (LocalDagRunner) on small data: splits, labels, record limits,
+determinism, bad input."""
 
 import collections
 import glob
 import os
 import shutil
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from components.digit_example_gen import DigitExampleGen, component, readers, subset
+from components.digit_example_gen import DigitExampleGen, component
 from components.digit_example_gen.readers import DigitDataError
 from models import features
 from pipeline import configs
-from tests import digit_files
+from tests import support
+
+LIMITS = {features.TRAIN_SPLIT: 1200, features.TEST_SPLIT: 300}
 
 
-def run_example_gen(data_root: str, root: str) -> Dict[str, List[bytes]]:
+def run_example_gen(
+    data_root: str, root: str, record_limits: Optional[Dict[str, int]] = None
+) -> Dict[str, List[bytes]]:
     """Runs a one-component pipeline; returns the serialized examples of each split."""
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="examplegen-test",
         pipeline_root=os.path.join(root, "pipeline"),
-        components=[DigitExampleGen(input_base=data_root)],
+        components=[DigitExampleGen(input_base=data_root, record_limits=record_limits)],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(root, "metadata.db")
         ),
-        beam_pipeline_args=configs.beam_args(),
+        beam_pipeline_args=list(configs.beam_args()),
         enable_cache=False,
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -35,7 +40,7 @@ def run_example_gen(data_root: str, root: str) -> Dict[str, List[bytes]]:
     for split_dir in glob.glob(os.path.join(root, "pipeline", "DigitExampleGen", "examples", "*", "Split-*")):
         files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
         records = tf.data.TFRecordDataset(files, compression_type="GZIP")
-        splits[os.path.basename(split_dir)[len("Split-"):]] = [r.numpy() for r in records]
+        splits[os.path.basename(split_dir)[len("Split-") :]] = [r.numpy() for r in records]
     return splits
 
 
@@ -48,50 +53,46 @@ def labels_of(records: List[bytes]) -> collections.Counter:
     return counts
 
 
-@pytest.fixture(scope="module")
-def mnist_small(tmp_path_factory, mnist_root):
-    return subset.write_subset(mnist_root, str(tmp_path_factory.mktemp("mnist_small")), 1200, 300)
-
-
-def test_idx_splits_labels_and_determinism(mnist_small, tmp_path):
-    first = run_example_gen(mnist_small, str(tmp_path / "a"))
+@pytest.mark.component
+def test_first_records_of_the_bundled_mnist_split_labelled_and_deterministic(tmp_path):
+    first = run_example_gen(configs.DATA_ROOT, str(tmp_path / "a"), LIMITS)
     assert sorted(first) == sorted(features.SPLITS)
     assert len(first["train"]) + len(first["eval"]) == 1200 and len(first["test"]) == 300
     # About 1 in 12 held out for eval (binomial spread around 100).
     assert 60 <= len(first["eval"]) <= 140
-    # Every training record lands in exactly one of train/eval, with its label.
-    expected = collections.Counter(
-        label for _, _, label in readers.read_idx(*sorted(glob.glob(os.path.join(mnist_small, "train-*"))))
-    )
+    # Exactly the first 1,200 training records, each in one of train/eval, with its label.
+    expected = collections.Counter(support.mnist_digits("train", 1200)[1].tolist())
     assert labels_of(first["train"]) + labels_of(first["eval"]) == expected
-    assert len(labels_of(first["test"])) == 10
-    second = run_example_gen(mnist_small, str(tmp_path / "b"))
+    assert labels_of(first["test"]) == collections.Counter(support.mnist_digits("t10k", 300)[1].tolist())
+    second = run_example_gen(configs.DATA_ROOT, str(tmp_path / "b"), LIMITS)
     for split in features.SPLITS:
         assert sorted(first[split]) == sorted(second[split]), f"split {split} differs between runs"
 
 
+@pytest.mark.component
 def test_csv_with_labelled_test_file(tmp_path):
-    images, labels = digit_files.random_digits(60)
+    images, labels = support.random_digits(60)
     data = tmp_path / "kaggle"
-    digit_files.write_csv(str(data / "train.csv"), images[:48], labels[:48])
-    digit_files.write_csv(str(data / "test.csv"), images[48:], labels[48:])
+    support.write_csv(str(data / "train.csv"), images[:48], labels[:48])
+    support.write_csv(str(data / "test.csv"), images[48:], labels[48:])
     splits = run_example_gen(str(data), str(tmp_path / "run"))
     assert len(splits["train"]) + len(splits["eval"]) == 48 and len(splits["test"]) == 12
 
 
 def test_kaggle_unlabelled_test_csv_is_ignored(tmp_path):
-    images, labels = digit_files.random_digits(4)
-    digit_files.write_csv(str(tmp_path / "train.csv"), images, labels)
+    images, labels = support.random_digits(4)
+    support.write_csv(str(tmp_path / "train.csv"), images, labels)
     (tmp_path / "test.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n")
     config = component.detect_input_config(str(tmp_path))
     assert [s.name for s in config.splits] == [features.TRAIN_SPLIT]
 
 
+@pytest.mark.component
 def test_png_folders_without_test_files_carve_a_test_split(tmp_path):
-    images, labels = digit_files.random_digits(120)
+    images, labels = support.random_digits(120)
     images[:, [0, -1], :] = 0  # Dark border: MNIST polarity, kept as it is.
     images[:, :, [0, -1]] = 0
-    digit_files.write_pngs(str(tmp_path / "pngs"), images, labels)
+    support.write_pngs(str(tmp_path / "pngs"), images, labels)
     splits = run_example_gen(str(tmp_path / "pngs"), str(tmp_path / "run"))
     assert sorted(splits) == sorted(features.SPLITS)
     assert sum(len(v) for v in splits.values()) == 120
@@ -99,10 +100,10 @@ def test_png_folders_without_test_files_carve_a_test_split(tmp_path):
 
 
 def test_layouts_detected(tmp_path):
-    images, labels = digit_files.random_digits(3)
-    digit_files.write_idx(str(tmp_path / "idx"), "train", images, labels, gz=False)
-    digit_files.write_pngs(str(tmp_path / "png" / "train"), images, labels)
-    digit_files.write_pngs(str(tmp_path / "png" / "test"), images, labels)
+    images, labels = support.random_digits(3)
+    support.write_idx(str(tmp_path / "idx"), "train", images, labels, gz=False)
+    support.write_pngs(str(tmp_path / "png" / "train"), images, labels)
+    support.write_pngs(str(tmp_path / "png" / "test"), images, labels)
     idx = component.detect_input_config(str(tmp_path / "idx"))
     assert [(s.name, s.pattern) for s in idx.splits] == [("train", component.IDX_TRAIN)]
     png = component.detect_input_config(str(tmp_path / "png"))
@@ -111,22 +112,25 @@ def test_layouts_detected(tmp_path):
         component.detect_input_config(str(tmp_path / "empty"))
 
 
+@pytest.mark.component
 def test_bad_record_fails_by_name_and_leaves_no_output(tmp_path):
-    images, labels = digit_files.random_digits(30)
+    images, labels = support.random_digits(30)
     labels = labels.astype(np.int64)
     labels[17] = 12
     data = tmp_path / "bad"
-    digit_files.write_csv(str(data / "train.csv"), images, labels)
+    support.write_csv(str(data / "train.csv"), images, labels)
     with pytest.raises(Exception, match=r"train.csv, line 19: label 12 outside 0-9"):
         run_example_gen(str(data), str(tmp_path / "run"))
     written = glob.glob(str(tmp_path / "run" / "pipeline" / "DigitExampleGen" / "examples" / "*" / "Split-*" / "*"))
     assert written == []
 
 
-def test_checksum_mismatch_is_refused(mnist_small, tmp_path):
+@pytest.mark.component
+def test_checksum_mismatch_is_refused(tmp_path):
+    """Also with a record limit: the files listed in SHA256SUMS are checked whole before any is read."""
     data = tmp_path / "tampered"
-    shutil.copytree(mnist_small, data)
+    shutil.copytree(configs.DATA_ROOT, data)
     with open(data / "t10k-labels-idx1-ubyte.gz", "ab") as f:
         f.write(b"\0")
     with pytest.raises(Exception, match=r"t10k-labels-idx1-ubyte.gz: SHA-256 .* does not match SHA256SUMS"):
-        run_example_gen(str(data), str(tmp_path / "run"))
+        run_example_gen(str(data), str(tmp_path / "run"), LIMITS)

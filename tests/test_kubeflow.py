@@ -2,24 +2,37 @@
 
 import json
 
+import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline import configs, kubeflow_runner
 
+pytestmark = pytest.mark.component
+
 COMPONENTS = {
-    "DigitExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate",
-    "Transform", "Trainer", "Evaluator", "Pusher",
+    "DigitExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "AnomalyGate",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
 }
 
 
 def test_compiled_spec_has_every_component(tmp_path):
     path = kubeflow_runner.compile_pipeline(
-        str(tmp_path / "spec" / "digits.json"), configs.PROFILES["standard"], image="registry.example/digits:1"
+        configs.settings("standard"), str(tmp_path / "spec" / "digits.json"), image="registry.example/digits:1"
     )
     with open(path) as f:
         job = json.load(f)
-    spec = json_format.ParseDict(job.get("pipelineSpec", job), pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=True)
+    spec = json_format.ParseDict(
+        job.get("pipelineSpec", job), pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=True
+    )
     assert spec.pipeline_info.name == configs.PIPELINE_NAME
     tasks = spec.root.dag.tasks
     assert set(tasks) >= COMPONENTS, f"missing: {COMPONENTS - set(tasks)}"

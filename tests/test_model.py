@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import config as model_config
 from models import features, model
-from pipeline import configs
+from models.config import TrainerConfig
 
 
 def test_cnn_architecture():
@@ -81,11 +82,35 @@ def test_unknown_strategy():
         model.strategy_for("tpu")
 
 
-def test_trainer_config_from_profile():
-    profile = configs.PROFILES["standard"]
-    config = configs.TrainerConfig.from_profile(profile, strategy="mirrored", seed=7)
-    assert (config.epochs, config.batch_size, config.strategy, config.seed) == (profile.epochs, profile.batch_size, "mirrored", 7)
-    assert config.precision == profile.precision == configs.DEFAULT_PRECISION
+def test_trainer_config_checks_its_choices_and_crosses_as_json():
+    config = TrainerConfig(epochs=3, precision="float32", strategy="mirrored", seed=7)
+    assert TrainerConfig.from_custom_config(json.loads(json.dumps(config.as_custom_config()))) == config
+    with pytest.raises(ValueError, match="Unknown precision 'float16'"):
+        TrainerConfig(epochs=1, precision="float16")
+    with pytest.raises(ValueError, match="Unknown training strategy 'tpu'"):
+        TrainerConfig(epochs=1, strategy="tpu")
+
+
+@pytest.mark.parametrize(
+    "flags, native",
+    [
+        ("fpu vme avx2 fma avx512f avx512_bf16 amx_tile", True),
+        ("fpu vme avx2 fma amx_bf16 amx_tile", True),
+        ("fpu vme avx2 fma avx512f avx512bw", False),
+    ],
+)
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert model_config.cpu_has_bfloat16(str(cpuinfo)) is native
+    monkeypatch.setattr(model_config, "cpu_has_bfloat16", lambda: native)
+    assert model_config.resolve_precision("auto") == ("mixed_bfloat16" if native else "float32")
+    assert model_config.resolve_precision("float32") == "float32"
+    assert model_config.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+
+
+def test_no_cpuinfo_means_float32(tmp_path):
+    assert model_config.cpu_has_bfloat16(str(tmp_path / "missing")) is False
 
 
 MIRRORED_SCRIPT = """
@@ -104,6 +129,7 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.his
 """
 
 
+@pytest.mark.component
 def test_mirrored_strategy_on_two_logical_cpus():
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True, text=True, env=env, timeout=300)

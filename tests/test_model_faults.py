@@ -8,22 +8,23 @@ import subprocess
 import sys
 import time
 
-import ml_metadata as mlmd
+import pytest
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
 
 from pipeline import configs, local_runner, summary
+from tests import support
 
-SMOKE = configs.PROFILES["smoke"]
+pytestmark = pytest.mark.e2e
 
 
 def test_a_candidate_worse_than_the_baseline_is_not_pushed(smoke_output):
     """Trained for one step, with no absolute bar at all: only the comparison with the blessed
     baseline can refuse it, and it does."""
     served = sorted(os.listdir(configs.serving_model_dir(smoke_output)))
-    one_step = dataclasses.replace(SMOKE, epochs=1, steps_per_epoch=1)
-    local_runner.run(one_step, output_root=smoke_output, min_accuracy=0.0)
+    settings = configs.settings("smoke", min_accuracy=0.0)
+    one_step = dataclasses.replace(settings, trainer=dataclasses.replace(settings.trainer, epochs=1, steps_per_epoch=1))
+    local_runner.run(one_step, output_root=smoke_output)
     result = summary.latest_run(configs.metadata_path(smoke_output))
     baseline = summary.overall_accuracy(result.evaluation_uri, tfma.BASELINE_KEY)
     assert baseline is not None and result.accuracy < baseline
@@ -34,24 +35,19 @@ def test_a_candidate_worse_than_the_baseline_is_not_pushed(smoke_output):
     assert sorted(os.listdir(configs.serving_model_dir(smoke_output))) == served
 
 
-def _executions(output_root):
-    store = mlmd.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        configs.metadata_path(output_root)))
-    types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
-    return [(types[e.type_id], e.last_known_state, e.id) for e in store.get_executions()]
-
-
-def test_a_run_killed_during_training_completes_on_rerun_from_cache(tmp_path, smoke_output):
+def test_a_run_killed_during_training_completes_on_rerun_from_cache(tmp_path):
     """`digits run` killed (SIGKILL) after its first epoch; the same run again reuses every finished
     component and trains, evaluates and pushes."""
     output = str(tmp_path / "output")
-    data = os.path.join(smoke_output, "data", "smoke")  # The smoke subset, already written.
     log_path = tmp_path / "first-run.log"
     with open(log_path, "w") as log:
         first = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "run", "--profile", "smoke", "--data", data, "--output", output],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            cwd=configs.PROJECT_ROOT, start_new_session=True,
+            [sys.executable, "-m", "cli", "run", "--profile", "smoke", "--output", output],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            cwd=configs.PROJECT_ROOT,
+            start_new_session=True,
         )
         deadline = time.time() + 600
         while "Epoch 1/" not in log_path.read_text():
@@ -60,12 +56,12 @@ def test_a_run_killed_during_training_completes_on_rerun_from_cache(tmp_path, sm
             time.sleep(0.2)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    before = _executions(output)
+    before = support.executions(output)
     assert ("Trainer", metadata_store_pb2.Execution.RUNNING) in {(name, state) for name, state, _ in before}
     assert not os.path.exists(configs.serving_model_dir(output))
 
-    local_runner.run(SMOKE, data_root=data, output_root=output)
-    rerun = {name: state for name, state, i in _executions(output) if i > max(i for _, _, i in before)}
+    local_runner.run(configs.settings("smoke"), output_root=output)
+    rerun = {name: state for name, state, i in support.executions(output) if i > max(i for _, _, i in before)}
     for name in ("DigitExampleGen", "StatisticsGen", "ExampleValidator", "Transform"):
         assert rerun[name] == metadata_store_pb2.Execution.CACHED, (name, rerun)
     assert rerun["Trainer"] == metadata_store_pb2.Execution.COMPLETE

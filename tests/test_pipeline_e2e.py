@@ -1,6 +1,7 @@
 """The whole pipeline, `smoke` profile, under LocalDagRunner: bless and push; then the gates that refuse.
 
-The tests in this module share one output folder and run in order, as a user's successive runs would.
+The tests share the session's smoke run folder, as a user's successive runs would; what a test needs
+from an earlier run is a fixture, so that any test can run alone or in any order.
 """
 
 import csv
@@ -17,9 +18,10 @@ from models import features
 from models.model import BEST_WEIGHTS, METRICS_CSV
 from pipeline import configs, local_runner, summary
 from reports import figures, run_report
-from tests import digit_files
-from tests.test_drawing_page import CHROMIUM, CHROMIUM_ARGS
+from tests import support
+from tests.support import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
+pytestmark = pytest.mark.e2e
 SMOKE = configs.PROFILES["smoke"]
 
 
@@ -37,21 +39,38 @@ def _versions(output_root: str):
     return sorted(os.listdir(configs.serving_model_dir(output_root)))
 
 
+@pytest.fixture(scope="module")
+def refused_run(output_root):
+    """A second run with an impossible bar, evaluated against the first run's model as its baseline:
+    its summary, and the versions served before and after it."""
+    before = _versions(output_root)
+    local_runner.run(configs.settings("smoke", min_accuracy=0.9999), output_root=output_root)
+    return summary.latest_run(configs.metadata_path(output_root)), before, _versions(output_root)
+
+
 def test_smoke_run_blesses_and_pushes(output_root, smoke_result):
     result = smoke_result
     assert result.accuracy is not None and result.accuracy >= SMOKE.min_accuracy
-    assert result.blessed and result.pushed
-    (version,) = _versions(output_root)
-    assert version.isdigit()
-    assert result.pushed_to == os.path.join(configs.serving_model_dir(output_root), version)
+    assert result.blessed and result.pushed and result.pushed_version.isdigit()
+    assert result.pushed_to == os.path.join(configs.serving_model_dir(output_root), result.pushed_version)
+    assert os.path.exists(os.path.join(result.pushed_to, "saved_model.pb"))
     pipeline_root = configs.pipeline_root(output_root)
-    for component in ("DigitExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-                      "Transform", "Trainer", "Evaluator", "Pusher"):
+    for component in (
+        "DigitExampleGen",
+        "StatisticsGen",
+        "SchemaGen",
+        "ImportSchemaGen",
+        "ExampleValidator",
+        "Transform",
+        "Trainer",
+        "Evaluator",
+        "Pusher",
+    ):
         assert os.path.isdir(os.path.join(pipeline_root, component)), component
     # Trainer run directory: per-epoch CSV, TensorBoard events, best checkpoint.
     with open(os.path.join(result.trainer_logs, METRICS_CSV)) as f:
         rows = list(csv.DictReader(f))
-    assert 1 <= len(rows) <= SMOKE.epochs and {"accuracy", "val_accuracy", "lr"} <= set(rows[0])
+    assert 1 <= len(rows) <= SMOKE.trainer.epochs and {"accuracy", "val_accuracy", "lr"} <= set(rows[0])
     assert glob.glob(os.path.join(result.trainer_logs, "**", "events.out.tfevents.*"), recursive=True)
     assert glob.glob(os.path.join(result.trainer_logs, BEST_WEIGHTS) + "*")
 
@@ -60,20 +79,18 @@ MAX_MODEL_MB = 5.0
 """889,322 float32 weights are 3.6 MB; the notebooks this replaces report about 5 MB."""
 
 
-def test_pushed_model_is_small(output_root):
-    (version,) = _versions(output_root)
-    folder = os.path.join(configs.serving_model_dir(output_root), version)
+def test_pushed_model_is_small(served_model):
+    folder = served_model
     size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(folder, "**"), recursive=True) if os.path.isfile(p))
     assert size < MAX_MODEL_MB * 2**20, f"{size / 2**20:.1f} MB"
 
 
-def test_pushed_model_answers_every_signature(output_root):
-    (version,) = _versions(output_root)
-    loaded = tf.saved_model.load(os.path.join(configs.serving_model_dir(output_root), version))
-    records, pixels, labels = digit_files.pipeline_test_digits(output_root, 200)
-    by_example = loaded.signatures[features.EXAMPLES_SIGNATURE](
-        **{features.EXAMPLES_INPUT: tf.constant(records)}
-    )[features.PROBABILITIES_OUTPUT].numpy()
+def test_pushed_model_answers_every_signature(output_root, served_model):
+    loaded = tf.saved_model.load(served_model)
+    records, pixels, labels = support.pipeline_test_digits(output_root, 200)
+    by_example = loaded.signatures[features.EXAMPLES_SIGNATURE](**{features.EXAMPLES_INPUT: tf.constant(records)})[
+        features.PROBABILITIES_OUTPUT
+    ].numpy()
     assert by_example.shape == (len(records), features.NUM_CLASSES)
     np.testing.assert_allclose(by_example.sum(axis=1), 1.0, rtol=1e-4)
     images = loaded.signatures[features.IMAGES_SIGNATURE]
@@ -84,17 +101,27 @@ def test_pushed_model_answers_every_signature(output_root):
     assert (by_example.argmax(axis=1) == labels).mean() >= SMOKE.min_accuracy
     # Pictures through the in-graph decoder: a PNG of each test digit, and the same digit as dark ink
     # on white paper, give the pixel signature's answer.
-    pngs = [digit_files.png_bytes(p) for p in pixels[:20]]
-    inverted = [digit_files.png_bytes(255 - p) for p in pixels[:20]]
+    pngs = [support.png_bytes(p) for p in pixels[:20]]
+    inverted = [support.png_bytes(255 - p) for p in pixels[:20]]
     by_bytes = loaded.signatures[features.IMAGE_BYTES_SIGNATURE]
     for batch in (pngs, inverted):
         out = by_bytes(**{features.IMAGE_BYTES_INPUT: tf.constant(batch)})
         np.testing.assert_allclose(out[features.PROBABILITIES_OUTPUT].numpy(), by_example[:20], atol=1e-5)
 
 
-REPORT_FILES = {"index.html", "training_curves.png", "confusion_matrix.png", "mistakes.png", "feature_maps.png",
-                "samples_per_class.png", "label_distribution.png", "classification_report.csv",
-                "classification_report.txt", "confusion_matrix.csv", "confusion_pairs.csv"}
+REPORT_FILES = {
+    "index.html",
+    "training_curves.png",
+    "confusion_matrix.png",
+    "mistakes.png",
+    "feature_maps.png",
+    "samples_per_class.png",
+    "label_distribution.png",
+    "classification_report.csv",
+    "classification_report.txt",
+    "confusion_matrix.csv",
+    "confusion_pairs.csv",
+}
 
 
 def test_report_of_the_blessed_run(output_root, smoke_result):
@@ -117,23 +144,26 @@ def test_report_of_the_blessed_run(output_root, smoke_result):
     assert f"{result.accuracy:.2%}" in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: `make browser` (root) installs it")
-def test_report_page_loads_every_image_in_chromium(output_root):
+@needs_chromium
+def test_report_page_loads_every_image_in_chromium(output_root, smoke_result):
     from playwright.sync_api import sync_playwright
 
-    path = os.path.join(run_report.reports_root(output_root), run_report.LATEST, "index.html")
+    path = run_report.write_report(output_root, smoke_result)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page()
         page.goto(pathlib.Path(path).resolve().as_uri())
         page.wait_for_load_state("load")
-        images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        images = page.eval_on_selector_all(
+            "img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"
+        )
         browser.close()
     assert {src for src, _, _ in images} == {f for f in REPORT_FILES if f.endswith(".png")}
     assert all(complete and width > 0 for _, complete, width in images), images
 
 
 def test_failed_report_leaves_the_previous_one_whole(output_root, smoke_result, monkeypatch):
+    run_report.write_report(output_root, smoke_result)
     latest = os.path.join(run_report.reports_root(output_root), run_report.LATEST)
     before = sorted(os.listdir(latest))
 
@@ -147,29 +177,32 @@ def test_failed_report_leaves_the_previous_one_whole(output_root, smoke_result, 
     assert not [n for n in os.listdir(run_report.reports_root(output_root)) if n.startswith(".")]
 
 
-def test_impossible_bar_is_not_blessed_and_keeps_the_served_version(output_root):
-    before = _versions(output_root)
-    local_runner.run(SMOKE, output_root=output_root, min_accuracy=0.9999)
-    result = summary.latest_run(configs.metadata_path(output_root))
+def test_impossible_bar_is_not_blessed_and_keeps_the_served_version(refused_run):
+    result, before, after = refused_run
     assert result.blessed is False and result.pushed is False
-    assert _versions(output_root) == before
+    assert after == before
 
 
-def test_evaluation_notebook_runs_and_compares_with_the_baseline(output_root, monkeypatch):
+def test_evaluation_notebook_runs_and_compares_with_the_baseline(output_root, refused_run, monkeypatch):
     import nbclient
     import nbformat
 
-    # After the previous test, the newest evaluation holds a candidate and a baseline.
+    # The refused run's evaluation is the newest: it holds a candidate and a baseline.
     monkeypatch.setenv("DIGITS_OUTPUT", output_root)
     notebook_dir = os.path.join(configs.PROJECT_ROOT, "notebooks")
     notebook = nbformat.read(os.path.join(notebook_dir, "evaluation.ipynb"), as_version=4)
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": notebook_dir}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": notebook_dir}}
+    ).execute()
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "baseline model:" in printed and "Validation failed" in printed
-    pictures = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    pictures = [
+        o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
+    ]
     assert len(pictures) == 2
-    html = "".join(o.get("data", {}).get("text/html", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    html = "".join(
+        o.get("data", {}).get("text/html", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert "facets-overview" in html  # TFDV's statistics view of the run's StatisticsGen output
 
 
@@ -182,6 +215,6 @@ def test_anomalies_stop_the_run_before_training(output_root, tmp_path):
     trainer_runs = glob.glob(os.path.join(configs.pipeline_root(output_root), "Trainer", "model", "*"))
     before = _versions(output_root)
     with pytest.raises(DataAnomaliesError, match=r"split 'train', feature 'label': Out-of-range values"):
-        local_runner.run(SMOKE, output_root=output_root, schema_path=str(schema))
+        local_runner.run(configs.settings("smoke", schema_path=str(schema)), output_root=output_root)
     assert glob.glob(os.path.join(configs.pipeline_root(output_root), "Trainer", "model", "*")) == trainer_runs
     assert _versions(output_root) == before

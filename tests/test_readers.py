@@ -8,7 +8,7 @@ from PIL import Image
 
 from components.digit_example_gen import readers
 from components.digit_example_gen.readers import DigitDataError
-from tests import digit_files
+from tests import support
 
 
 def _read_all(shard_paths):
@@ -17,8 +17,8 @@ def _read_all(shard_paths):
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_roundtrip(tmp_path, gz):
-    images, labels = digit_files.random_digits(25)
-    paths = digit_files.write_idx(str(tmp_path), "train", images, labels, gz=gz)
+    images, labels = support.random_digits(25)
+    paths = support.write_idx(str(tmp_path), "train", images, labels, gz=gz)
     digits = _read_all(paths)
     assert len(digits) == 25
     np.testing.assert_array_equal(np.stack([d[1] for d in digits]), images)
@@ -26,40 +26,40 @@ def test_idx_roundtrip(tmp_path, gz):
 
 
 def _idx_error(tmp_path, images_bytes, labels_bytes, match):
-    img = digit_files.write(str(tmp_path / "x-images-idx3-ubyte"), images_bytes)
-    lbl = digit_files.write(str(tmp_path / "x-labels-idx1-ubyte"), labels_bytes)
+    img = support.write(str(tmp_path / "x-images-idx3-ubyte"), images_bytes)
+    lbl = support.write(str(tmp_path / "x-labels-idx1-ubyte"), labels_bytes)
     with pytest.raises(DigitDataError, match=match):
         list(readers.read_idx(img, lbl))
 
 
 def test_idx_wrong_magic(tmp_path):
-    images, labels = digit_files.random_digits(3)
+    images, labels = support.random_digits(3)
     bad = b"\x00\x00\x0d\x03" + readers.idx_bytes(images)[4:]
     _idx_error(tmp_path, bad, readers.idx_bytes(labels), r"x-images-idx3-ubyte: wrong IDX magic number 0x00000d03")
 
 
 def test_idx_labels_file_given_as_images(tmp_path):
-    _, labels = digit_files.random_digits(3)
+    _, labels = support.random_digits(3)
     lb = readers.idx_bytes(labels)
     _idx_error(tmp_path, lb, lb, "wrong IDX magic number 0x00000801, expected 0x00000803")
 
 
 def test_idx_truncated(tmp_path):
-    images, labels = digit_files.random_digits(3)
+    images, labels = support.random_digits(3)
     _idx_error(tmp_path, readers.idx_bytes(images)[:-10], readers.idx_bytes(labels), "truncated")
 
 
 def test_idx_truncated_gzip(tmp_path):
-    images, labels = digit_files.random_digits(30)
+    images, labels = support.random_digits(30)
     full = str(tmp_path / "full.gz")
-    digit_files.write(full, readers.idx_bytes(images), gz=True)
+    support.write(full, readers.idx_bytes(images), gz=True)
     with open(full, "rb") as f:
         cut = f.read()[:-200]
     _idx_error(tmp_path, cut, readers.idx_bytes(labels), "corrupt or truncated gzip")
 
 
 def test_idx_count_mismatch(tmp_path):
-    images, labels = digit_files.random_digits(4)
+    images, labels = support.random_digits(4)
     _idx_error(tmp_path, readers.idx_bytes(images), readers.idx_bytes(labels[:3]), "4 images but .* 3 labels")
 
 
@@ -69,29 +69,34 @@ def test_idx_not_28x28(tmp_path):
 
 
 def test_idx_label_out_of_range_names_record(tmp_path):
-    images, labels = digit_files.random_digits(5)
+    images, labels = support.random_digits(5)
     labels[3] = 11
-    _idx_error(tmp_path, readers.idx_bytes(images), readers.idx_bytes(labels), "x-labels-idx1-ubyte, record 3: label 11 outside 0-9")
+    _idx_error(
+        tmp_path,
+        readers.idx_bytes(images),
+        readers.idx_bytes(labels),
+        "x-labels-idx1-ubyte, record 3: label 11 outside 0-9",
+    )
 
 
 def test_idx_images_without_labels(tmp_path):
-    images, _ = digit_files.random_digits(2)
-    path = digit_files.write(str(tmp_path / "train-images-idx3-ubyte"), readers.idx_bytes(images))
+    images, _ = support.random_digits(2)
+    path = support.write(str(tmp_path / "train-images-idx3-ubyte"), readers.idx_bytes(images))
     with pytest.raises(DigitDataError, match="without its labels file"):
         readers.plan_shards([path])
 
 
 def test_csv_roundtrip(tmp_path):
-    images, labels = digit_files.random_digits(7)
-    path = digit_files.write_csv(str(tmp_path / "train.csv"), images, labels)
+    images, labels = support.random_digits(7)
+    path = support.write_csv(str(tmp_path / "train.csv"), images, labels)
     digits = _read_all([path])
     np.testing.assert_array_equal(np.stack([d[1] for d in digits]), images)
     assert [d[2] for d in digits] == labels.tolist()
 
 
 def _csv_with(tmp_path, line: str):
-    images, labels = digit_files.random_digits(2)
-    path = digit_files.write_csv(str(tmp_path / "train.csv"), images, labels)
+    images, labels = support.random_digits(2)
+    path = support.write_csv(str(tmp_path / "train.csv"), images, labels)
     with open(path, "a") as f:
         f.write(line + "\n")
     return path
@@ -126,7 +131,7 @@ def _blob(value: int = 255) -> np.ndarray:
 
 def test_png_roundtrip_grey_28(tmp_path):
     images = np.stack([_blob(), _blob(200)])
-    paths = digit_files.write_pngs(str(tmp_path), images, [3, 7])
+    paths = support.write_pngs(str(tmp_path), images, [3, 7])
     digits = _read_all(paths)
     np.testing.assert_array_equal(np.stack([d[1] for d in digits]), images)
     assert sorted(d[2] for d in digits) == [3, 7]

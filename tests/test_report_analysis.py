@@ -66,13 +66,20 @@ def test_figures_are_png_files(tmp_path, predictions):
     labels, probabilities = predictions
     pixels = np.random.default_rng(0).integers(0, 256, (500, 28, 28)).astype(np.uint8)
     matrix = analysis.confusion_matrix(labels, probabilities.argmax(axis=1))
-    epochs = [{"epoch": e, "loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "accuracy": 0.9, "val_accuracy": 0.8}
-              for e in range(3)]
+    epochs = [
+        {"epoch": e, "loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "accuracy": 0.9, "val_accuracy": 0.8}
+        for e in range(3)
+    ]
     paths = [
         figures.training_curves(epochs, str(tmp_path / "curves.png")),
         figures.confusion_matrices(matrix, analysis.row_normalised(matrix), str(tmp_path / "cm.png")),
-        figures.mistakes_grid(pixels, labels, probabilities, analysis.worst_mistakes(labels, probabilities, 12),
-                              str(tmp_path / "mistakes.png")),
+        figures.mistakes_grid(
+            pixels,
+            labels,
+            probabilities,
+            analysis.worst_mistakes(labels, probabilities, 12),
+            str(tmp_path / "mistakes.png"),
+        ),
         figures.feature_maps(pixels[:2], [("block 1", np.random.rand(2, 28, 28, 8))], str(tmp_path / "maps.png")),
         figures.samples_per_class(pixels, labels, str(tmp_path / "samples.png")),
         figures.label_distribution({"train": np.bincount(labels, minlength=10)}, str(tmp_path / "labels.png")),

@@ -6,9 +6,10 @@ unchanged one is cached), spans and versions, and Beam for scale.
 
 import csv
 import os
-from typing import Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
+from google.protobuf import any_pb2, struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
@@ -91,11 +92,22 @@ def partition_config(
     )
 
 
+def limits_config(record_limits: Dict[str, int]) -> Optional[example_gen_pb2.CustomConfig]:
+    """`{"train": 2400, "test": 600}` -> ExampleGen's custom config (a Struct): read only the first N
+    records of those input splits, for quick runs on any orchestrator."""
+    if not record_limits:
+        return None
+    packed = any_pb2.Any()
+    packed.Pack(struct_pb2.Struct(fields={k: struct_pb2.Value(number_value=v) for k, v in record_limits.items()}))
+    return example_gen_pb2.CustomConfig(custom_config=packed)
+
+
 class DigitExampleGen(FileBasedExampleGen):
     """Turns digit images into tf.Examples (`image`: 784 ints 0-255, `label`: int 0-9).
 
     Splits: `train` and `eval` are hash-partitioned from the training files; `test` is the official test
-    files, or another hash partition of the training files when the dataset has none.
+    files, or another hash partition of the training files when the dataset has none. `record_limits`
+    reads only the first N records of an input split (`train`, `test`).
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
@@ -107,10 +119,12 @@ class DigitExampleGen(FileBasedExampleGen):
         test_buckets: int = 1,
         total_buckets: int = 12,
         input_config: Optional[example_gen_pb2.Input] = None,
+        record_limits: Optional[Dict[str, int]] = None,
     ):
         input_config = input_config or detect_input_config(input_base)
         super().__init__(
             input_base=input_base,
             input_config=input_config,
             output_config=partition_config(input_config, eval_buckets, test_buckets, total_buckets),
+            custom_config=limits_config(record_limits or {}),
         )

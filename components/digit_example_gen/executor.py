@@ -8,11 +8,13 @@ split only, and any other input split is written as it is.
 
 import bisect
 import hashlib
-from typing import Any, Dict, List
+import itertools
+from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 import tensorflow as tf
 from absl import logging
+from google.protobuf import struct_pb2
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor, write_split
 from tfx.components.util import examples_utils
@@ -29,9 +31,7 @@ def to_example(digit: readers.Digit) -> bytes:
     """Serialises one digit as the tf.Example every later component reads."""
     _, pixels, label = digit
     feature = {
-        features.IMAGE_KEY: tf.train.Feature(
-            int64_list=tf.train.Int64List(value=pixels.reshape(-1).tolist())
-        ),
+        features.IMAGE_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=pixels.reshape(-1).tolist())),
         features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
@@ -45,31 +45,52 @@ def hash_partition(record: bytes, num_partitions: int, cumulative_buckets: List[
     return bisect.bisect(cumulative_buckets, bucket)
 
 
+def record_limits(exec_properties: Dict[str, Any]) -> Dict[str, int]:
+    """The `record_limits` DigitExampleGen packed into its custom config (none: read everything)."""
+    raw = exec_properties.get(specs.CUSTOM_CONFIG_KEY)
+    if not raw:
+        return {}
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(raw, config)
+    limits = struct_pb2.Struct()
+    if not config.custom_config.Unpack(limits):
+        raise ValueError(f"DigitExampleGen custom_config is not its record limits: {raw}")
+    return {split: int(value) for split, value in limits.items()}
+
+
+def read_first(shards: List[readers.Shard], limit: int) -> List[readers.Digit]:
+    """The first `limit` digits of the shards in order (one work item: a limit is for small runs)."""
+    return list(itertools.islice(itertools.chain.from_iterable(readers.read_shard(s) for s in shards), limit))
+
+
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(bytes)
-def DigitsToExample(  # pylint: disable=invalid-name
-    pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
+def DigitsToExample(
+    pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str, limit: Optional[int] = None
 ) -> beam.pvalue.PCollection:
-    """Reads every digit file matching `split_pattern` under `input_base` into serialized Examples."""
+    """Reads every digit file matching `split_pattern` under `input_base` (or only its first `limit`
+    digits) into serialized Examples."""
     pattern = f"{exec_properties[specs.INPUT_BASE_KEY].rstrip('/')}/{split_pattern}"
     paths = tf.io.gfile.glob(pattern)
     if not paths:
         raise readers.DigitDataError(pattern, "no input files match")
     shards = readers.plan_shards(paths)
-    logging.info("Reading %d files in %d work items for %s", len(paths), len(shards), pattern)
-    return (
-        pipeline
-        | "PlanShards" >> beam.Create(shards, reshuffle=False)
-        | "SpreadShards" >> beam.Reshuffle()
-        | "ReadDigits" >> beam.FlatMap(readers.read_shard)
-        | "ToExample" >> beam.Map(to_example)
-    )
+    if limit is not None:
+        logging.info("Reading the first %d digits of %d files for %s", limit, len(paths), pattern)
+        digits = pipeline | "ReadFirst" >> beam.Create([shards], reshuffle=False) | beam.FlatMap(read_first, limit)
+    else:
+        logging.info("Reading %d files in %d work items for %s", len(paths), len(shards), pattern)
+        digits = (
+            pipeline
+            | "PlanShards" >> beam.Create(shards, reshuffle=False)
+            | "SpreadShards" >> beam.Reshuffle()
+            | "ReadDigits" >> beam.FlatMap(readers.read_shard)
+        )
+    return digits | "ToExample" >> beam.Map(to_example)
 
 
-def output_split_names(
-    input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output
-) -> List[str]:
+def output_split_names(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output) -> List[str]:
     """Input split names, with `train` replaced by the splits it is partitioned into."""
     names: List[str] = []
     for split in input_config.splits:
@@ -102,10 +123,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         input_config, output_config = _configs(exec_properties)
         checked = readers.verify_checksums(exec_properties[specs.INPUT_BASE_KEY])
         logging.info("Verified %d checksums in %s", checked, exec_properties[specs.INPUT_BASE_KEY])
+        limits = record_limits(exec_properties)
         result = {}
         for split in input_config.splits:
             examples = pipeline | f"InputToRecord[{split.name}]" >> DigitsToExample(
-                exec_properties, split.pattern
+                exec_properties, split.pattern, limits.get(split.name)
             )
             partition = output_config.split_config.splits
             if split.name == features.TRAIN_SPLIT and partition:
@@ -113,9 +135,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 for part in partition:
                     total += part.hash_buckets
                     cumulative.append(total)
-                parts = examples | "SplitTrain" >> beam.Partition(
-                    hash_partition, len(cumulative), cumulative
-                )
+                parts = examples | "SplitTrain" >> beam.Partition(hash_partition, len(cumulative), cumulative)
                 result.update({part.name: pcoll for part, pcoll in zip(partition, parts)})
             else:
                 result[split.name] = examples
@@ -130,12 +150,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         examples = output_dict[specs.EXAMPLES_KEY]
         artifact = artifact_utils.get_single_instance(examples)
-        artifact.split_names = artifact_utils.encode_split_names(
-            output_split_names(*_configs(exec_properties))
-        )
-        file_format = exec_properties.get(
-            specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FORMAT_TFRECORDS_GZIP
-        )
+        artifact.split_names = artifact_utils.encode_split_names(output_split_names(*_configs(exec_properties)))
+        file_format = exec_properties.get(specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FORMAT_TFRECORDS_GZIP)
         with self._make_beam_pipeline() as pipeline:
             for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
                 _ = split | f"WriteSplit[{name}]" >> write_split.WriteSplit(

@@ -71,9 +71,7 @@ def _parse_idx(path: str, expected_dims: int) -> Tuple[Tuple[int, ...], np.ndarr
     header_size = 4 + 4 * expected_dims
     if len(data) < header_size:
         raise DigitDataError(path, "truncated IDX header")
-    dims = tuple(
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(expected_dims)
-    )
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(expected_dims))
     expected_size = header_size + int(np.prod(dims))
     if len(data) != expected_size:
         state = "truncated" if len(data) < expected_size else "has trailing bytes"
@@ -100,9 +98,7 @@ def read_idx(images_path: str, labels_path: str) -> Iterator[Digit]:
             images_path, f"images are {rows}x{cols}, expected {features.IMAGE_SIZE}x{features.IMAGE_SIZE}"
         )
     if num_images != num_labels:
-        raise DigitDataError(
-            images_path, f"{num_images} images but {labels_path} has {num_labels} labels"
-        )
+        raise DigitDataError(images_path, f"{num_images} images but {labels_path} has {num_labels} labels")
     images = pixels.reshape(num_images, rows, cols)
     for i in range(num_images):
         record = f"record {i}"
@@ -143,9 +139,7 @@ def read_csv(path: str) -> Iterator[Digit]:
             bad = np.flatnonzero((pixels < 0) | (pixels > features.MAX_PIXEL))
             if bad.size:
                 column = header[1 + bad[0]]
-                raise DigitDataError(
-                    path, f"column {column}: pixel {pixels[bad[0]]} outside 0-255", record
-                )
+                raise DigitDataError(path, f"column {column}: pixel {pixels[bad[0]]} outside 0-255", record)
             yield record, pixels.astype(np.uint8).reshape(features.IMAGE_SIZE, features.IMAGE_SIZE), label
 
 
@@ -202,9 +196,7 @@ def plan_shards(paths: Sequence[str]) -> List[Shard]:
     if stray:
         raise DigitDataError(stray[0], "not a recognised digit file (IDX images/labels pair, .csv or .png)")
     shards += [Shard("csv", (p,)) for p in csvs]
-    shards += [
-        Shard("png", tuple(pngs[i : i + PNG_SHARD_SIZE])) for i in range(0, len(pngs), PNG_SHARD_SIZE)
-    ]
+    shards += [Shard("png", tuple(pngs[i : i + PNG_SHARD_SIZE])) for i in range(0, len(pngs), PNG_SHARD_SIZE)]
     return shards
 
 

@@ -1,0 +1,1 @@
+"""The `digits` command line: the top layer, which imports everything below it."""

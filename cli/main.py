@@ -1,0 +1,354 @@
+"""`digits`: run the pipeline locally, compile it for Kubeflow Pipelines, serve and query the model.
+
+    digits run [--profile smoke|standard|full] [--data DIR] [--output DIR] [training flags]
+    digits compile --target kubeflow [--output-file FILE] [--pipeline-root URI] [--image IMAGE] [training flags]
+    digits serve [--model_base_path DIR | --model_config_file FILE] [--rest_api_port 8501] [--port 8500]
+    digits predict FILE.png ... [--server http://127.0.0.1:8501 | --grpc 127.0.0.1:8500]
+    digits report [--output DIR]
+
+The command line is the top of the house: it resolves one `Settings` from a profile and the flags and
+hands it to the runner; heavy imports happen only in the command that needs them.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
+
+from cli.logs import quiet_native_logs, setup_logging
+
+if "--verbose" not in sys.argv:
+    quiet_native_logs()
+
+from models import features
+from models.config import PRECISIONS, STRATEGIES
+from pipeline import configs
+from serving import config as serving_config
+
+if TYPE_CHECKING:
+    from pipeline import summary
+
+SERVE_DEFAULTS = serving_config.ServerOptions()
+PREDICT_CHUNK = 256
+"""Files per request from `digits predict` (the server takes up to 1,024)."""
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    timer = setup_logging(args.verbose)
+    from pipeline import local_runner, summary  # Heavy imports: only for the command that needs them.
+
+    started = time.time()
+    settings = _settings(args)
+    print(
+        f"Running pipeline '{configs.PIPELINE_NAME}', profile '{settings.profile.name}', data "
+        f"{settings.data_root or configs.DATA_ROOT}, output {args.output}",
+        flush=True,
+    )
+    try:
+        local_runner.run(settings, output_root=args.output, enable_cache=not args.no_cache)
+    except Exception as e:
+        where = f" in component {timer.current}" if timer.current else ""
+        print(f"\nRun FAILED{where} after {time.time() - started:.0f} s:\n{e}", file=sys.stderr)
+        return 1
+    result = summary.latest_run(configs.metadata_path(args.output))
+    result.component_seconds = timer.seconds
+    status = 0
+    if result.evaluation_uri:
+        try:
+            result.report = _write_report(args.output, result)
+        except Exception as e:
+            print(f"The run finished, but its report failed: {e}", file=sys.stderr)
+            status = 1
+    print(f"\nRun finished in {time.time() - started:.0f} s")
+    print("\n".join(result.lines()))
+    return status
+
+
+def _write_report(output_root: str, run: Optional["summary.RunSummary"] = None) -> str:
+    from reports import run_report
+
+    started = time.time()
+    path = run_report.write_report(output_root, run)
+    logging.getLogger("absl").info("Report written in %.0f s: %s", time.time() - started, path)
+    return path
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from reports.run_report import ReportError
+
+    try:
+        path = _write_report(args.output)
+    except ReportError as e:
+        print(f"report failed: {e}", file=sys.stderr)
+        return 1
+    print(f"Report: {path}")
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from pipeline import kubeflow_runner
+
+    path = kubeflow_runner.compile_pipeline(
+        _settings(args), args.output_file, pipeline_root=args.pipeline_root, image=args.image
+    )
+    print(f"Kubeflow pipeline spec written to {path}")
+    return 0
+
+
+def _server_options(args: argparse.Namespace) -> serving_config.ServerOptions:
+    """The serve flags (TF Serving's names) -> server options; config files are read here, so that a
+    mistake in one is reported before anything loads."""
+    if args.model_config_file:
+        models = serving_config.read_model_config(args.model_config_file)
+    else:
+        models = serving_config.single_model(args.model_name, args.model_base_path)
+    batching = serving_config.BatchingOptions()
+    if args.batching_parameters_file:
+        if not args.enable_batching:
+            raise serving_config.ConfigError("--batching_parameters_file is set without setting --enable_batching")
+        batching = serving_config.read_batching_parameters(args.batching_parameters_file)
+    prometheus: Optional[str] = serving_config.PROMETHEUS_PATH
+    if args.monitoring_config_file:
+        prometheus = serving_config.read_monitoring_config(args.monitoring_config_file)
+    return serving_config.ServerOptions(
+        models=models,
+        host=args.host,
+        port=None if args.port < 0 else args.port,
+        rest_api_port=None if args.rest_api_port < 0 else args.rest_api_port,
+        model_config_file=args.model_config_file,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
+        enable_batching=args.enable_batching,
+        batching=batching,
+        enable_model_warmup=args.enable_model_warmup,
+        rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+        prometheus_path=prometheus,
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from serving.server import ModelServer
+
+    try:
+        options = _server_options(args)
+        server = ModelServer(options).start()
+    except (serving_config.ConfigError, OSError) as e:
+        print(f"serve failed: {e}", file=sys.stderr)
+        return 1
+    rest = f"{server.rest_url}/v1/models/<name>  (drawing page: {server.rest_url}/, API: {server.rest_url}/docs)"
+    print(
+        f"Serving {', '.join(server.core.model_names)}\n  REST  {rest if server.rest_port else 'off'}\n"
+        f"  gRPC  {f'{options.host}:{server.grpc_port}' if server.grpc_port else 'off'}\n"
+        "Ctrl-C (or SIGTERM) stops, finishing the requests in flight.",
+        flush=True,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import grpc
+
+    from serving.client import GrpcClient, RestClient
+    from serving.errors import ServingError
+
+    client = GrpcClient(args.grpc, args.model_name) if args.grpc else RestClient(args.server, args.model_name)
+    try:
+        for start in range(0, len(args.files), PREDICT_CHUNK):
+            paths = args.files[start : start + PREDICT_CHUNK]
+            pictures = []
+            for path in paths:
+                with open(path, "rb") as f:
+                    pictures.append(f.read())
+            for path, prediction in zip(paths, client.classify_pictures(pictures)):
+                print(f"{path}: {prediction.digit} ({prediction.confidence:.1%})")
+    except (OSError, ServingError) as e:
+        print(f"predict failed: {e}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as e:
+        print(f"predict failed: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> configs.Settings:
+    return configs.settings(
+        args.profile,
+        data_root=args.data,
+        schema_path=args.schema,
+        beam_arg=args.beam_arg,
+        min_accuracy=args.min_accuracy,
+        precision=args.precision,
+        strategy=args.strategy,
+        seed=args.seed,
+    )
+
+
+def _pipeline_flags() -> argparse.ArgumentParser:
+    """The flags `run` and `compile` share: what the pipeline trains on and how."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument(
+        "--profile",
+        choices=sorted(configs.PROFILES),
+        default=configs.DEFAULT_PROFILE,
+        help="smoke: a small subset, minutes; standard: full MNIST; full: the best accuracy",
+    )
+    shared.add_argument(
+        "--data",
+        default=None,
+        help="folder with MNIST IDX files, a Kaggle train.csv, or PNGs in digit folders (default: the bundled MNIST)",
+    )
+    shared.add_argument("--schema", default=None, help="curated schema the data is validated against (schema.pbtxt)")
+    shared.add_argument("--strategy", choices=STRATEGIES, default=None, help="tf.distribute strategy")
+    shared.add_argument("--seed", type=int, default=None, help="training seed")
+    shared.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="the CNN's dtype policy; auto (the default): bfloat16 where the CPU computes it "
+        "natively (AVX512_BF16, AMX), float32 elsewhere",
+    )
+    shared.add_argument("--min-accuracy", type=float, default=None, help="override the profile's accuracy bar")
+    shared.add_argument(
+        "--beam-arg",
+        action="append",
+        default=[],
+        metavar="--FLAG=VALUE",
+        help="extra Beam pipeline arg, repeatable, e.g. --beam-arg=--direct_num_workers=2 "
+        "--beam-arg=--direct_running_mode=multi_processing",
+    )
+    shared.add_argument("--verbose", action="store_true", help="show every library log line")
+    return shared
+
+
+def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    serve = commands.add_parser("serve", help="serve pushed models with TF Serving's REST and gRPC APIs")
+    flag: Callable[..., object] = serve.add_argument
+    flag(
+        "--model_base_path",
+        "--model-base-path",
+        default=configs.serving_model_dir(configs.OUTPUT_ROOT),
+        help="folder of integer version folders, as the Pusher writes them",
+    )
+    flag("--model_name", "--model-name", default=features.MODEL_NAME)
+    flag(
+        "--model_config_file",
+        default=None,
+        help="TF Serving's model config (model_config_list text proto: several models, version policies, "
+        "version labels); replaces --model_name/--model_base_path",
+    )
+    flag(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=SERVE_DEFAULTS.model_config_file_poll_wait_seconds,
+        help="re-read the model config file this often (0: once)",
+    )
+    flag("--host", default=SERVE_DEFAULTS.host, help="interface to bind; 0.0.0.0 exposes the server")
+    flag(
+        "--rest_api_port",
+        "--rest-port",
+        type=int,
+        default=SERVE_DEFAULTS.rest_api_port,
+        help="REST port (0: a free one, printed at start; -1: no REST)",
+    )
+    flag("--port", "--grpc-port", type=int, default=SERVE_DEFAULTS.port, help="gRPC port (0: a free one; -1: no gRPC)")
+    flag(
+        "--file_system_poll_wait_seconds",
+        "--poll-seconds",
+        type=float,
+        default=SERVE_DEFAULTS.file_system_poll_wait_seconds,
+        help="how often to look for new versions",
+    )
+    flag(
+        "--enable_batching",
+        action="store_true",
+        help="batch concurrent requests together (TF Serving's server-side batching)",
+    )
+    flag("--batching_parameters_file", default=None, help="TF Serving's BatchingParameters text proto")
+    flag(
+        "--monitoring_config_file",
+        default=None,
+        help=f"TF Serving's MonitoringConfig text proto (default: Prometheus at {serving_config.PROMETHEUS_PATH})",
+    )
+    flag(
+        "--allow_version_labels_for_unavailable_models",
+        action="store_true",
+        help="let a version label name a version that does not serve yet",
+    )
+    flag(
+        "--enable_model_warmup",
+        type=lambda v: v.lower() in ("1", "true", "yes"),
+        default=SERVE_DEFAULTS.enable_model_warmup,
+        metavar="true|false",
+        help="replay each version's assets.extra/tf_serving_warmup_requests before serving it",
+    )
+    flag(
+        "--rest_api_timeout_in_ms",
+        type=int,
+        default=SERVE_DEFAULTS.rest_api_timeout_in_ms,
+        help="model time limit for a REST request",
+    )
+    flag("--verbose", action="store_true")
+    serve.set_defaults(func=_cmd_serve)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="digits", description=(__doc__ or "").split("\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    shared = _pipeline_flags()
+
+    run = commands.add_parser("run", parents=[shared], help="run the whole pipeline here with LocalDagRunner")
+    run.add_argument(
+        "--output", default=configs.OUTPUT_ROOT, help="artifacts, ML Metadata and the serving model directory go here"
+    )
+    run.add_argument("--no-cache", action="store_true", help="rerun every component even if cached")
+    run.set_defaults(func=_cmd_run)
+
+    comp = commands.add_parser("compile", parents=[shared], help="compile the pipeline for an orchestrator")
+    comp.add_argument("--target", choices=["kubeflow"], required=True)
+    comp.add_argument("--output-file", default=os.path.join(configs.OUTPUT_ROOT, "kubeflow", "digits_pipeline.json"))
+    comp.add_argument(
+        "--pipeline-root",
+        default=configs.KUBEFLOW_PIPELINE_ROOT,
+        help="where the cluster stores artifacts, e.g. gs://bucket/tfx",
+    )
+    comp.add_argument("--image", default=configs.KUBEFLOW_IMAGE, help="container image with this project")
+    comp.set_defaults(func=_cmd_compile)
+
+    _add_serve(commands)
+
+    report = commands.add_parser("report", help="(re)write the report of the newest evaluated run")
+    report.add_argument("--output", default=configs.OUTPUT_ROOT, help="the run's --output folder")
+    report.add_argument("--verbose", action="store_true")
+    report.set_defaults(func=_cmd_report)
+
+    pred = commands.add_parser("predict", help="classify picture files with a running server")
+    pred.add_argument("files", nargs="+", help="PNG (or JPEG, GIF, BMP) files of digits")
+    pred.add_argument(
+        "--server", default=f"http://{SERVE_DEFAULTS.host}:{SERVE_DEFAULTS.rest_api_port}", help="REST base URL"
+    )
+    pred.add_argument("--grpc", default=None, metavar="HOST:PORT", help="use gRPC at this address instead")
+    pred.add_argument("--model-name", default=features.MODEL_NAME)
+    pred.set_defaults(func=_cmd_predict)
+    return top
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(list(argv) if argv is not None else None)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""What the Trainer's `run_fn` reads from `custom_config`, and the choices it accepts.
+
+It lives with the model code because it is the model's contract: the pipeline fills it in, the Trainer
+(on whatever machine runs it) reads it. Nothing here imports TensorFlow, so the command line can offer
+the same choices without paying for TensorFlow's import.
+"""
+
+import dataclasses
+from typing import Any, Dict, Optional
+
+AUTO_PRECISION = "auto"
+DTYPE_POLICIES = ("float32", "mixed_bfloat16")
+"""Keras dtype policies the CNN can be built with."""
+PRECISIONS = (AUTO_PRECISION, *DTYPE_POLICIES)
+"""What the Trainer accepts: a dtype policy, or `auto` to pick one on the machine that trains."""
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
+"""tf.distribute strategies the Trainer accepts; `mirrored` uses every local device."""
+DEFAULT_STRATEGY = "default"
+DEFAULT_SEED = 42
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU features that make bfloat16 maths fast; without them TensorFlow emulates it, about ten times
+slower than float32 (BENCHMARKS.md)."""
+
+
+def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this machine's CPU computes bfloat16 natively (Linux; other systems: no)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            flags = {word for line in f if line.startswith("flags") for word in line.split(":", 1)[1].split()}
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` -> `mixed_bfloat16` where the CPU has bfloat16 instructions, else `float32`."""
+    if precision == AUTO_PRECISION:
+        return "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
+    return precision
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """Training settings; a plain dataclass so that it crosses into the Trainer as JSON."""
+
+    epochs: int
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 6
+    reduce_lr_patience: int = 3
+    reduce_lr_factor: float = 0.5
+    min_learning_rate: float = 1e-5
+    augment: bool = True
+    steps_per_epoch: Optional[int] = None
+    """Cap on training steps per epoch (None: one pass over `train`); for quick checks and tests."""
+    precision: str = AUTO_PRECISION
+    strategy: str = DEFAULT_STRATEGY
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown training strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+
+    def as_custom_config(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TrainerConfig":
+        return cls(**custom_config)

@@ -1,0 +1,127 @@
+"""What the server does, whatever the protocol: model status, metadata, predict, classify, regress.
+
+The REST and gRPC front ends translate their requests into these calls and the results (or a
+`serving.errors` error) back into their formats; nothing here knows about HTTP or gRPC. Results are
+TF Serving's own protos where the API has one (status, metadata, classification), and numpy arrays for
+predictions (each front end writes them its own way).
+"""
+
+import concurrent.futures
+import dataclasses
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, get_model_status_pb2, status_pb2
+
+from models import features
+from serving import inputs
+from serving.batching import BatchScheduler, DirectRunner
+from serving.config import ServerOptions
+from serving.errors import DeadlineExceeded
+from serving.model_store import ServerCore
+from serving.servable import Servable, Signature
+
+Arrays = Dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """Which model a request names, and optionally which version or version label."""
+
+    name: str
+    version: Optional[int] = None
+    label: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    servable: Servable
+    signature: Signature
+    outputs: Arrays
+
+
+_ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
+"""tensorflow.error.Code, the codes TF Serving reports a version's status with."""
+
+
+class DataPlane:
+    def __init__(self, core: ServerCore, options: ServerOptions):
+        self.core = core
+        self.options = options
+        self.runner: Union[BatchScheduler, DirectRunner] = (
+            BatchScheduler(options.batching) if options.enable_batching else DirectRunner(options.rest_api_num_threads)
+        )
+
+    def servable(self, ref: ModelRef) -> Servable:
+        return self.core.store(ref.name).servable(ref.version, ref.label)
+
+    def model_status(self, name: str, version: Optional[int] = None) -> get_model_status_pb2.GetModelStatusResponse:
+        """Every version of the model (a label in the request is not looked at, as in TF Serving)."""
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in self.core.store(name).statuses(version):
+            entry = response.model_version_status.add(version=status.version)
+            entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+            entry.status.error_code = _ERROR_CODES.values_by_name[status.error_code].number
+            entry.status.error_message = status.error_message
+        return response
+
+    def model_metadata(self, ref: ModelRef) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        servable = self.servable(ref)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.model_name
+        response.model_spec.version.value = servable.version
+        response.metadata["signature_def"].Pack(
+            get_model_metadata_pb2.SignatureDefMap(signature_def=servable.signature_defs)
+        )
+        return response
+
+    def predict(self, servable: Servable, signature: Signature, arrays: Arrays) -> "concurrent.futures.Future[Arrays]":
+        """The signature's outputs for checked inputs (`serving.inputs`), batched if batching is on."""
+        inputs.check_names(arrays, signature.inputs)
+        size = inputs.batch_size(arrays)
+        return self.runner.submit(servable, signature, arrays, size)
+
+    def classify(
+        self, servable: Servable, signature_name: Optional[str], examples: List[bytes]
+    ) -> "concurrent.futures.Future[Arrays]":
+        return self._on_examples(servable, servable.classification_signature(signature_name), examples)
+
+    def regress(
+        self, servable: Servable, signature_name: Optional[str], examples: List[bytes]
+    ) -> "concurrent.futures.Future[Arrays]":
+        return self._on_examples(servable, servable.regression_signature(signature_name), examples)
+
+    def _on_examples(
+        self, servable: Servable, signature: Signature, examples: List[bytes]
+    ) -> "concurrent.futures.Future[Arrays]":
+        """Classify and Regress: serialized tf.Examples into the signature's one input, `inputs`."""
+        spec = signature.inputs[features.CLASSIFY_INPUT]
+        array = inputs.from_values(features.CLASSIFY_INPUT, examples, spec, self.options.max_batch_per_request)
+        return self.predict(servable, signature, {features.CLASSIFY_INPUT: array})
+
+    def wait(self, future: "concurrent.futures.Future[Arrays]", seconds: Optional[float]) -> Arrays:
+        """A blocking caller's wait (gRPC), with the request's deadline."""
+        try:
+            return future.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise DeadlineExceeded("Deadline Exceeded: the model did not answer in time") from None
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+
+def classification_result(outputs: Arrays) -> classification_pb2.ClassificationResult:
+    """`classes` and `scores` -> TF Serving's ClassificationResult: per example, one class per label
+    (label "" without `classes`, score 0 without `scores`)."""
+    classes = outputs.get(features.CLASSES_OUTPUT)
+    scores = outputs.get(features.SCORES_OUTPUT)
+    count, width = next(o for o in (classes, scores) if o is not None).shape[:2]
+    result = classification_pb2.ClassificationResult()
+    for i in range(count):
+        classifications = result.classifications.add()
+        for j in range(width):
+            label = classes[i, j].decode() if classes is not None else ""
+            score = float(scores[i, j]) if scores is not None else 0.0
+            classifications.classes.add(label=label, score=score)
+    return result

@@ -1,0 +1,190 @@
+"""One loaded model version: its signatures, how to call them, and its warmup.
+
+Signatures are called with numpy arrays already checked by `serving.inputs`; what the model itself
+refuses (its own value checks, a size it cannot reshape) comes back as INVALID_ARGUMENT with the
+model's first line of explanation, as TF Serving reports it.
+"""
+
+import dataclasses
+import logging
+import os
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import classification_pb2, input_pb2, predict_pb2, prediction_log_pb2
+
+from serving import inputs
+from serving.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+SAVED_MODEL_FILE = "saved_model.pb"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+"""TF Serving's warmup file in a version folder: a TFRecord of PredictionLog records."""
+MAX_WARMUP_RECORDS = 1000
+"""TF Serving refuses a warmup file with more records."""
+DEFAULT_SIGNATURE = "serving_default"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+CLASSIFY_INPUT, CLASSES_OUTPUT, SCORES_OUTPUT = "inputs", "classes", "scores"
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    name: str
+    method_name: str
+    inputs: Dict[str, tf.TensorSpec]
+    function: Callable[..., Dict[str, tf.Tensor]] = dataclasses.field(repr=False)
+
+    def run(self, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Calls the signature; the model's own refusals (value checks, reshapes) are 400s."""
+        tensors = {name: tf.constant(array, dtype=self.inputs[name].dtype) for name, array in arrays.items()}
+        try:
+            outputs = self.function(**tensors)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            raise InvalidArgument(f"the model rejected the input: {model_message(e)}") from None
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+_GRAPH_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[{{")
+
+
+def model_message(error: Exception) -> str:
+    """The line of a TensorFlow error that says what is wrong, without graph and node noise: the
+    model's own check (`assertion failed: [...]`) or the op's complaint."""
+    text = getattr(error, "message", str(error)).replace("\\'", "'")
+    lines = [line.strip() for line in text.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(_GRAPH_NOISE)]
+    text = useful[0] if useful else type(error).__name__
+    if text.startswith("assertion failed: [") and text.endswith("]"):
+        return text[len("assertion failed: [") : -1]
+    return text
+
+
+def read_signature_defs(path: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(path, SAVED_MODEL_FILE), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    return {k: v for k, v in saved_model.meta_graphs[0].signature_def.items() if not k.startswith("__")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Servable:
+    """A loaded version; `handle` keeps the SavedModel alive while its functions may be called."""
+
+    model_name: str
+    version: int
+    signatures: Dict[str, Signature]
+    signature_defs: Dict[str, meta_graph_pb2.SignatureDef]
+    handle: object = dataclasses.field(repr=False, default=None)
+
+    def signature(self, name: Optional[str]) -> Signature:
+        name = name or DEFAULT_SIGNATURE
+        if name not in self.signatures:
+            raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
+        return self.signatures[name]
+
+    def classification_signature(self, name: Optional[str]) -> Signature:
+        """TF Serving's rules for Classify: one input `inputs` (serialized tf.Example), outputs
+        `classes` and/or `scores`."""
+        signature = self.signature(name)
+        outputs = set(self.signature_defs[signature.name].outputs)
+        if list(signature.inputs) != [CLASSIFY_INPUT]:
+            raise InvalidArgument(
+                f"No classification inputs found in SignatureDef '{signature.name}' (inputs {sorted(signature.inputs)})"
+            )
+        if not outputs & {CLASSES_OUTPUT, SCORES_OUTPUT}:
+            raise InvalidArgument(
+                'Expected classification signature outputs to contain at least one of "classes" '
+                f"or \"scores\". Signature '{signature.name}' has {sorted(outputs)}"
+            )
+        return signature
+
+    def regression_signature(self, name: Optional[str]) -> Signature:
+        """TF Serving's rules for Regress: one input `inputs`, one output `outputs`."""
+        signature = self.signature(name)
+        outputs = list(self.signature_defs[signature.name].outputs)
+        if list(signature.inputs) != [CLASSIFY_INPUT] or outputs != ["outputs"]:
+            raise InvalidArgument(
+                f"No regression inputs found in SignatureDef '{signature.name}': it takes "
+                f"{sorted(signature.inputs)} and gives {sorted(outputs)}; this model has no "
+                "regression signature"
+            )
+        return signature
+
+
+def load(model_name: str, version: int, path: str) -> Servable:
+    """Loads one version; raises if the SavedModel is unreadable or has no signatures."""
+    loaded = tf.saved_model.load(path)
+    signature_defs = read_signature_defs(path)
+    signatures = {
+        name: Signature(
+            name=name,
+            method_name=signature_defs[name].method_name,
+            inputs=dict(function.structured_input_signature[1]),
+            function=function,
+        )
+        for name, function in loaded.signatures.items()
+        if name in signature_defs
+    }
+    if not signatures:
+        raise ValueError(f"{path} has no serving signatures")
+    return Servable(model_name, version, signatures, signature_defs, loaded)
+
+
+def serialized_examples(request_input: input_pb2.Input) -> List[bytes]:
+    """Classify/Regress input -> serialized tf.Examples; a context is merged into each example (its
+    features first, the example's own win), as TF Serving does by prepending its bytes."""
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in request_input.example_list.examples]
+    if kind == "example_list_with_context":
+        with_context = request_input.example_list_with_context
+        context = with_context.context.SerializeToString()
+        return [context + e.SerializeToString() for e in with_context.examples]
+    raise InvalidArgument("Input is empty.")
+
+
+def replay_warmup(servable: Servable, path: str, max_batch: int, max_values: int) -> Tuple[int, float]:
+    """Runs every request of the version's warmup file (TF Serving's format and limit) so that the
+    first real request finds the functions traced; returns (records, seconds). A bad record fails the
+    load, as in TF Serving."""
+    warmup_path = os.path.join(path, WARMUP_FILE)
+    if not tf.io.gfile.exists(warmup_path):
+        return 0, 0.0
+    started, count = time.perf_counter(), 0
+    try:
+        records = list(tf.data.TFRecordDataset(warmup_path).take(MAX_WARMUP_RECORDS + 1).as_numpy_iterator())
+    except tf.errors.DataLossError as e:
+        raise ValueError(f"{warmup_path}: {e.message}. Please verify your warmup data is in TFRecord format.") from None
+    if len(records) > MAX_WARMUP_RECORDS:
+        raise ValueError(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {warmup_path}")
+    for record in records:
+        entry = prediction_log_pb2.PredictionLog.FromString(record)
+        kind = entry.WhichOneof("log_type")
+        if kind == "predict_log":
+            _warm_predict(servable, entry.predict_log.request, max_batch, max_values)
+        elif kind == "classify_log":
+            _warm_classify(servable, entry.classify_log.request)
+        elif kind is not None:
+            raise ValueError(f"{warmup_path}: Unsupported log_type for warmup: {kind}")
+        count += 1
+    return count, time.perf_counter() - started
+
+
+def _warm_predict(servable: Servable, request: predict_pb2.PredictRequest, max_batch: int, max_values: int) -> None:
+    signature = servable.signature(request.model_spec.signature_name)
+    inputs.check_names(request.inputs, signature.inputs)
+    signature.run(
+        {
+            name: inputs.from_proto(name, proto, signature.inputs[name], max_batch, max_values)
+            for name, proto in request.inputs.items()
+        }
+    )
+
+
+def _warm_classify(servable: Servable, request: classification_pb2.ClassificationRequest) -> None:
+    signature = servable.classification_signature(request.model_spec.signature_name)
+    signature.run({CLASSIFY_INPUT: np.array(serialized_examples(request.input), dtype=object)})

@@ -1,0 +1,112 @@
+"""The exported SavedModel: TF Serving's names, in-graph checks against the curated schema's domain
+(so the real TF Serving refuses the same inputs), the classification signature, and warmup records."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from models import features
+from models.export import PixelDomain
+from pipeline import configs
+from serving import servable
+from serving.errors import InvalidArgument
+
+
+def test_serving_names_are_tensorflows_own():
+    assert features.EXAMPLES_SIGNATURE == tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+    assert features.CLASSIFY_INPUT == tf.saved_model.CLASSIFY_INPUTS
+    assert features.CLASSES_OUTPUT == tf.saved_model.CLASSIFY_OUTPUT_CLASSES
+    assert features.SCORES_OUTPUT == tf.saved_model.CLASSIFY_OUTPUT_SCORES
+    assert features.CLASSIFY_METHOD == tf.saved_model.CLASSIFY_METHOD_NAME
+
+
+def test_pixel_domain_comes_from_the_curated_schema(tmp_path):
+    assert PixelDomain.from_schema(configs.SCHEMA_PATH) == PixelDomain(0, 255)
+    narrower = tmp_path / "schema.pbtxt"
+    narrower.write_text(
+        open(configs.SCHEMA_PATH)
+        .read()
+        .replace('name: "pixel"\n    min: 0\n    max: 255', 'name: "pixel"\n    min: 0\n    max: 100')
+    )
+    assert PixelDomain.from_schema(str(narrower)) == PixelDomain(0, 100)
+    (tmp_path / "none.pbtxt").write_text('feature { name: "image" type: INT }')
+    with pytest.raises(ValueError, match="feature 'image' has no int_domain"):
+        PixelDomain.from_schema(str(tmp_path / "none.pbtxt"))
+
+
+@pytest.fixture(scope="module")
+def loaded(served_model):
+    return servable.load(features.MODEL_NAME, 1, served_model)
+
+
+def _example(pixels) -> bytes:
+    feature = {features.IMAGE_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=list(pixels)))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("bad", [256.0, -1.0, 1e30, float("nan"), float("inf")])
+def test_pixel_signature_refuses_values_outside_the_domain(loaded, bad):
+    images = np.zeros((3, 784), np.float32)
+    images[2, 100] = bad
+    with pytest.raises(
+        InvalidArgument,
+        match=rf"input 'images': pixel values must be numbers in 0-255 .*"
+        rf"got {'nan' if bad != bad else ''}.* at \[example, pixel\] \[2 100\]",
+    ):
+        loaded.signature(features.IMAGES_SIGNATURE).run({features.IMAGES_INPUT: images})
+    images[2, 100] = 255.0
+    loaded.signature(features.IMAGES_SIGNATURE).run({features.IMAGES_INPUT: images})
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "signature, name",
+    [(features.EXAMPLES_SIGNATURE, features.EXAMPLES_INPUT), (features.CLASSIFY_SIGNATURE, features.CLASSIFY_INPUT)],
+)
+def test_example_signatures_refuse_pixels_outside_the_domain(loaded, signature, name):
+    good, bad = _example([0] * 784), _example([0] * 783 + [300])
+    with pytest.raises(
+        InvalidArgument,
+        match=rf"input '{name}', feature 'image': pixel values .* got 300 at "
+        r"\[example, pixel\] \[1 783\]",
+    ):
+        loaded.signature(signature).run({name: np.array([good, bad], dtype=object)})
+    with pytest.raises(InvalidArgument, match="the model rejected the input"):
+        loaded.signature(signature).run({name: np.array([_example([0] * 10)], dtype=object)})
+
+
+@pytest.mark.e2e
+def test_classification_signature_is_tf_servings(loaded):
+    signature = loaded.classification_signature(features.CLASSIFY_SIGNATURE)
+    assert signature.method_name == tf.saved_model.CLASSIFY_METHOD_NAME
+    outputs = signature.run({features.CLASSIFY_INPUT: np.array([_example([0] * 784)] * 2, dtype=object)})
+    assert outputs[features.CLASSES_OUTPUT].tolist() == [[c.encode() for c in features.CLASS_LABELS]] * 2
+    assert outputs[features.SCORES_OUTPUT].shape == (2, 10)
+    np.testing.assert_allclose(outputs[features.SCORES_OUTPUT].sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.e2e
+def test_warmup_file_has_a_request_per_signature_and_replays(loaded, served_model):
+    records = [
+        prediction_log_pb2.PredictionLog.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(f"{served_model}/{features.WARMUP_FILE}")
+    ]
+    kinds = [
+        (
+            r.WhichOneof("log_type"),
+            (r.predict_log.request if r.HasField("predict_log") else r.classify_log.request).model_spec.signature_name,
+        )
+        for r in records
+    ]
+    assert sorted(kinds) == sorted(
+        [
+            ("predict_log", features.EXAMPLES_SIGNATURE),
+            ("predict_log", features.IMAGES_SIGNATURE),
+            ("predict_log", features.IMAGE_BYTES_SIGNATURE),
+            ("classify_log", features.CLASSIFY_SIGNATURE),
+        ]
+    )
+    count, seconds = servable.replay_warmup(loaded, served_model, 1024, 1 << 20)
+    assert count == 4 and seconds > 0
