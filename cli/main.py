@@ -173,7 +173,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 with open(path, "rb") as f:
                     pictures.append(f.read())
             for path, prediction in zip(paths, client.classify_pictures(pictures)):
-                print(f"{path}: {prediction.digit} ({prediction.confidence:.1%})")
+                answer = f"{prediction.digit} ({prediction.confidence:.1%})" if prediction.found else "no digit found"
+                print(f"{path}: {answer}")
     except (OSError, ServingError) as e:
         print(f"predict failed: {e}", file=sys.stderr)
         return 1

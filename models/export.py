@@ -114,12 +114,21 @@ def serving_signatures(
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
     def serve_image_bytes(image_bytes):
-        pixels = tf.map_fn(
+        pixels, found = tf.map_fn(
             preprocessing.decode_image,
             image_bytes,
-            fn_output_signature=tf.TensorSpec([features.IMAGE_SIZE, features.IMAGE_SIZE], tf.float32),
+            fn_output_signature=(
+                tf.TensorSpec([features.IMAGE_SIZE, features.IMAGE_SIZE], tf.float32),
+                tf.TensorSpec([], tf.bool),
+            ),
         )
-        return predict_pixels(pixels)
+        outputs = predict_pixels(pixels)
+        # No digit in a picture: no guess either (digit NO_DIGIT, every probability 0).
+        return {
+            features.PROBABILITIES_OUTPUT: tf.where(found[:, None], outputs[features.PROBABILITIES_OUTPUT], 0.0),
+            features.DIGIT_OUTPUT: tf.where(found, outputs[features.DIGIT_OUTPUT], features.NO_DIGIT),
+            features.FRAMED_OUTPUT: tf.cast(pixels, tf.uint8),
+        }
 
     return {
         features.EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),

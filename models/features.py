@@ -20,6 +20,10 @@ TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
 TEST_SPLIT = "test"
 SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
+UNLABELED_SPLIT = "unlabeled"
+"""Digits to read but not to learn or evaluate on (Kaggle's test.csv): scored by BulkInferrer."""
+IMAGE_ID_KEY = "image_id"
+"""An unlabeled digit's number in its file, from 1 (Kaggle's ImageId)."""
 
 
 def transformed_name(key: str) -> str:
@@ -44,6 +48,11 @@ IMAGE_BYTES_SIGNATURE = "predict_image_bytes"
 IMAGE_BYTES_INPUT = "image_bytes"
 PROBABILITIES_OUTPUT = "probabilities"
 DIGIT_OUTPUT = "digit"
+NO_DIGIT = -1
+"""`digit` of a picture in which no digit was found (a blank canvas); its probabilities are all 0."""
+FRAMED_OUTPUT = "framed"
+"""The 28x28 picture the model saw (0-255), as the picture signature framed it: what the drawing page
+shows beside its answer."""
 CLASSIFY_SIGNATURE = "classification"
 """Serialized tf.Example in, TF Serving's classification outputs out: what `:classify` and gRPC
 Classify call (with `"signature_name": "classification"`)."""

@@ -8,7 +8,9 @@ from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
 from components.anomaly_gate import AnomalyGate, ValidatedStatistics
-from components.digit_example_gen import DigitExampleGen
+from components.digit_example_gen import DigitExampleGen, detect_input_config
+from components.digit_example_gen.component import has_unlabeled
+from components.kaggle_submission import KaggleSubmission
 from models import features
 from models.config import TrainerConfig
 from pipeline.configs import SplitBuckets
@@ -67,6 +69,7 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """Ingest -> statistics -> validate against the curated schema and the last validated data ->
     transform -> train -> evaluate against the bar and the last blessed model -> push if blessed."""
+    input_config = input_config or detect_input_config(data_root)
     example_gen = DigitExampleGen(
         input_base=data_root,
         input_config=input_config,
@@ -78,10 +81,16 @@ def create_pipeline(
     curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_path)
     schema = curated_schema.outputs["schema"]
     # With the schema, the label is counted as a category: what the drift comparator needs.
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"], schema=schema)
+    # Unlabeled digits (to score, not to learn from) are neither validated nor trained on.
+    unlabeled = [features.UNLABELED_SPLIT]
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema, exclude_splits=unlabeled
+    )
     # Inferred schema, kept only so that users can diff it against the curated one.
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema, exclude_splits=unlabeled
+    )
     # The statistics of the last data that passed the gate (none on a pipeline's first run).
     reference_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
@@ -132,23 +141,34 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
     )
+    components = [
+        example_gen,
+        curated_schema,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        reference_resolver,
+        anomaly_gate,
+        transform,
+        trainer,
+        baseline_resolver,
+        evaluator,
+        pusher,
+    ]
+    if has_unlabeled(input_config):
+        # Kaggle's test.csv: the blessed model scores the unlabeled digits into submission.csv.
+        bulk_inferrer = tfx.components.BulkInferrer(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            data_spec=tfx.proto.DataSpec(example_splits=unlabeled),
+            model_spec=tfx.proto.ModelSpec(model_signature_name=[features.EXAMPLES_SIGNATURE]),
+        )
+        components += [bulk_inferrer, KaggleSubmission(inference_result=bulk_inferrer.outputs["inference_result"])]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[
-            example_gen,
-            curated_schema,
-            statistics_gen,
-            schema_gen,
-            example_validator,
-            reference_resolver,
-            anomaly_gate,
-            transform,
-            trainer,
-            baseline_resolver,
-            evaluator,
-            pusher,
-        ],
+        components=components,
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

@@ -5,6 +5,7 @@ from an earlier run) are reported just like freshly executed ones.
 """
 
 import dataclasses
+import os
 from typing import Dict, List, Optional
 
 import ml_metadata as mlmd
@@ -12,6 +13,8 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 from tfx import v1 as tfx
+
+from components.kaggle_submission import SUBMISSION_FILE, WRITTEN, Submission
 
 ACCURACY = "sparse_categorical_accuracy"
 
@@ -32,6 +35,8 @@ class RunSummary:
     model_uri: Optional[str] = None
     evaluation_uri: Optional[str] = None
     trainer_logs: Optional[str] = None
+    submission: Optional[str] = None
+    """Kaggle's submission.csv, when the data had unlabeled digits and the model was blessed."""
     report: Optional[str] = None
     component_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -46,6 +51,8 @@ class RunSummary:
             f"evaluation (TFMA)  {self.evaluation_uri}",
             f"training logs      {self.trainer_logs}  (TensorBoard, metrics.csv)",
         ]
+        if self.submission:
+            out.append(f"Kaggle submission  {self.submission}")
         if self.report:
             out.append(f"report             {self.report}")
         if self.component_seconds:
@@ -110,6 +117,9 @@ def _summarise(store: mlmd.MetadataStore, run: metadata_store_pb2.Context) -> Ru
         summary.accuracy = overall_accuracy(summary.evaluation_uri)
     if "ModelBlessing" in latest:
         summary.blessed = latest["ModelBlessing"].custom_properties["blessed"].int_value == 1
+    submission = latest.get(Submission.TYPE_NAME)
+    if submission is not None and submission.custom_properties[WRITTEN].int_value:
+        summary.submission = os.path.join(submission.uri, SUBMISSION_FILE)
     if "PushedModel" in latest:
         props = latest["PushedModel"].custom_properties
         summary.pushed = props["pushed"].int_value == 1

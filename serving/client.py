@@ -19,14 +19,21 @@ from serving import errors
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     digit: int
+    """The digit read, or features.NO_DIGIT where a picture holds none."""
     confidence: float
     probabilities: List[float]
 
     @classmethod
-    def from_probabilities(cls, probabilities: Sequence[float]) -> "Prediction":
+    def from_outputs(cls, probabilities: Sequence[float], digit: Optional[int] = None) -> "Prediction":
+        """From a signature's outputs: its `digit` where it has one, else the likeliest class."""
         probabilities = [float(p) for p in probabilities]
-        digit = int(np.argmax(probabilities))
-        return cls(digit, probabilities[digit], probabilities)
+        digit = int(np.argmax(probabilities)) if digit is None else int(digit)
+        confidence = 0.0 if digit == features.NO_DIGIT else probabilities[digit]
+        return cls(digit, confidence, probabilities)
+
+    @property
+    def found(self) -> bool:
+        return self.digit != features.NO_DIGIT
 
 
 class RestClient:
@@ -73,13 +80,13 @@ class RestClient:
             "instances": [{"b64": base64.b64encode(p).decode()} for p in pictures],
         }
         rows = self.predict(body, version)["predictions"]
-        return [Prediction.from_probabilities(r[features.PROBABILITIES_OUTPUT]) for r in rows]
+        return [Prediction.from_outputs(r[features.PROBABILITIES_OUTPUT], r[features.DIGIT_OUTPUT]) for r in rows]
 
     def classify_pixels(self, pixels: np.ndarray, version: Optional[int] = None) -> List[Prediction]:
         """A batch of 28x28 (or 784) pixel arrays, 0-255."""
         body = {"signature_name": features.IMAGES_SIGNATURE, "instances": np.asarray(pixels).tolist()}
         rows = self.predict(body, version)["predictions"]
-        return [Prediction.from_probabilities(r[features.PROBABILITIES_OUTPUT]) for r in rows]
+        return [Prediction.from_outputs(r[features.PROBABILITIES_OUTPUT], r[features.DIGIT_OUTPUT]) for r in rows]
 
 
 class GrpcClient:
@@ -112,7 +119,10 @@ class GrpcClient:
         outputs = self.predict(
             features.IMAGE_BYTES_SIGNATURE, {features.IMAGE_BYTES_INPUT: np.array(pictures, dtype=object)}, version
         )
-        return [Prediction.from_probabilities(p) for p in outputs[features.PROBABILITIES_OUTPUT]]
+        return [
+            Prediction.from_outputs(p, d)
+            for p, d in zip(outputs[features.PROBABILITIES_OUTPUT], outputs[features.DIGIT_OUTPUT])
+        ]
 
     def close(self) -> None:
         self.channel.close()

@@ -79,14 +79,6 @@ def test_csv_with_labelled_test_file(tmp_path):
     assert len(splits["train"]) + len(splits["eval"]) == 48 and len(splits["test"]) == 12
 
 
-def test_kaggle_unlabelled_test_csv_is_ignored(tmp_path):
-    images, labels = support.random_digits(4)
-    support.write_csv(str(tmp_path / "train.csv"), images, labels)
-    (tmp_path / "test.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n")
-    config = component.detect_input_config(str(tmp_path))
-    assert [s.name for s in config.splits] == [features.TRAIN_SPLIT]
-
-
 @pytest.mark.component
 def test_png_folders_without_test_files_carve_a_test_split(tmp_path):
     images, labels = support.random_digits(120)

@@ -100,13 +100,23 @@ def test_pushed_model_answers_every_signature(output_root, served_model):
         np.testing.assert_array_equal(out[features.DIGIT_OUTPUT].numpy(), by_example.argmax(axis=1))
     assert (by_example.argmax(axis=1) == labels).mean() >= SMOKE.min_accuracy
     # Pictures through the in-graph decoder: a PNG of each test digit, and the same digit as dark ink
-    # on white paper, give the pixel signature's answer.
+    # on white paper, are framed (nearly unchanged: MNIST's digits are framed already) and answered as
+    # the pixel signature answers the framed digit; a blank picture has no digit.
     pngs = [support.png_bytes(p) for p in pixels[:20]]
     inverted = [support.png_bytes(255 - p) for p in pixels[:20]]
     by_bytes = loaded.signatures[features.IMAGE_BYTES_SIGNATURE]
     for batch in (pngs, inverted):
         out = by_bytes(**{features.IMAGE_BYTES_INPUT: tf.constant(batch)})
-        np.testing.assert_allclose(out[features.PROBABILITIES_OUTPUT].numpy(), by_example[:20], atol=1e-5)
+        framed = out[features.FRAMED_OUTPUT].numpy()
+        assert np.abs(framed.astype(float) - pixels[:20]).mean() < 1.0
+        again = images(**{features.IMAGES_INPUT: tf.constant(framed.astype(np.float32))})
+        np.testing.assert_allclose(
+            out[features.PROBABILITIES_OUTPUT].numpy(), again[features.PROBABILITIES_OUTPUT].numpy(), atol=1e-5
+        )
+        assert (out[features.DIGIT_OUTPUT].numpy() == by_example[:20].argmax(axis=1)).mean() >= 0.9
+    blank = by_bytes(**{features.IMAGE_BYTES_INPUT: tf.constant([support.png_bytes(np.zeros((28, 28)))])})
+    assert blank[features.DIGIT_OUTPUT].numpy().tolist() == [features.NO_DIGIT]
+    assert blank[features.PROBABILITIES_OUTPUT].numpy().max() == 0.0
 
 
 REPORT_FILES = {

@@ -129,12 +129,21 @@ def _blob(value: int = 255) -> np.ndarray:
     return image
 
 
-def test_png_roundtrip_grey_28(tmp_path):
-    images = np.stack([_blob(), _blob(200)])
-    paths = support.write_pngs(str(tmp_path), images, [3, 7])
-    digits = _read_all(paths)
-    np.testing.assert_array_equal(np.stack([d[1] for d in digits]), images)
-    assert sorted(d[2] for d in digits) == [3, 7]
+def test_png_of_mnist_digits_come_back_as_they_were(tmp_path):
+    """MNIST digits saved as PNGs are already framed as MNIST frames digits: reading them changes
+    next to nothing (framing is the model's own, models.preprocessing)."""
+    images = support.mnist_digits("t10k", 20)[0]
+    paths = support.write_pngs(str(tmp_path), images, list(range(10)) * 2)
+    digits = {int(name.split(".")[0]): (pixels, label) for name, pixels, label in _read_all(paths)}
+    read = np.stack([digits[i][0] for i in range(len(images))]).astype(float)
+    assert np.abs(read - images).mean() < 0.5
+    assert [digits[i][1] for i in range(len(images))] == list(range(10)) * 2
+
+
+def test_a_blank_png_is_refused_by_name(tmp_path):
+    (path,) = support.write_pngs(str(tmp_path), np.zeros((1, 28, 28), np.uint8), [4])
+    with pytest.raises(DigitDataError, match=r"4/00000.png: no digit found"):
+        _read_all([path])
 
 
 def test_png_colour_any_size_dark_on_light_is_converted(tmp_path):
@@ -144,8 +153,10 @@ def test_png_colour_any_size_dark_on_light_is_converted(tmp_path):
     big.save(path)
     ((_, pixels, label),) = _read_all([str(path)])
     assert pixels.shape == (28, 28) and label == 5
-    # Inverted to MNIST polarity: digit bright, background dark.
+    # Inverted to MNIST polarity (digit bright, background dark), and framed as MNIST frames digits.
     assert pixels[14, 14] > 200 and pixels[0, 0] < 30
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    assert rows[-1] - rows[0] + 1 == 20 and cols[-1] - cols[0] + 1 <= 20
 
 
 def test_png_unreadable(tmp_path):

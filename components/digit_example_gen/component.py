@@ -38,20 +38,28 @@ def _labelled_csv(path: str) -> bool:
     return header[:1] == [features.LABEL_KEY]
 
 
-def split_patterns(train: str, test: Optional[str] = None) -> example_gen_pb2.Input:
-    """Input config: where the training files are, and the official test files if any."""
+def split_patterns(train: str, test: Optional[str] = None, unlabeled: Optional[str] = None) -> example_gen_pb2.Input:
+    """Input config: where the training files are, the official test files if any, and digits to
+    score without labels (Kaggle's test.csv) if any."""
     splits = [example_gen_pb2.Input.Split(name=features.TRAIN_SPLIT, pattern=train)]
     if test:
         splits.append(example_gen_pb2.Input.Split(name=features.TEST_SPLIT, pattern=test))
+    if unlabeled:
+        splits.append(example_gen_pb2.Input.Split(name=features.UNLABELED_SPLIT, pattern=unlabeled))
     return example_gen_pb2.Input(splits=splits)
+
+
+def has_unlabeled(input_config: example_gen_pb2.Input) -> bool:
+    return any(s.name == features.UNLABELED_SPLIT for s in input_config.splits)
 
 
 def detect_input_config(input_base: str) -> example_gen_pb2.Input:
     """Finds the training files (and official test files, if any) under `input_base`.
 
     Layouts, tried in order: MNIST IDX files (`train-*` and `t10k-*`, gzipped or not); Kaggle CSV
-    (`train.csv`, and `test.csv` if it has labels); PNG folders (`train/<digit>/*.png` and
-    `test/<digit>/*.png`, or just `<digit>/*.png`).
+    (`train.csv`, and `test.csv`: the test split if it has labels, else the unlabeled digits to score
+    into a submission); PNG folders (`train/<digit>/*.png` and `test/<digit>/*.png`, or just
+    `<digit>/*.png`).
     """
     layouts = [
         (IDX_TRAIN, IDX_TEST),
@@ -65,6 +73,7 @@ def detect_input_config(input_base: str) -> example_gen_pb2.Input:
         if test and _matches(input_base, test):
             if test != CSV_TEST or _labelled_csv(os.path.join(input_base, test)):
                 return split_patterns(train, test)
+            return split_patterns(train, unlabeled=test)
         return split_patterns(train)
     raise DigitDataError(
         input_base,

@@ -9,9 +9,10 @@ split only, and any other input split is written as it is.
 import bisect
 import hashlib
 import itertools
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from google.protobuf import struct_pb2
@@ -36,6 +37,16 @@ def to_example(digit: readers.Digit) -> bytes:
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     return example.SerializeToString(deterministic=True)
+
+
+def to_unlabeled_example(numbered: Tuple[int, np.ndarray]) -> bytes:
+    """An unlabeled digit as a tf.Example: its pixels and its number in its file (Kaggle's ImageId)."""
+    image_id, pixels = numbered
+    feature = {
+        features.IMAGE_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=pixels.reshape(-1).tolist())),
+        features.IMAGE_ID_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[image_id])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def hash_partition(record: bytes, num_partitions: int, cumulative_buckets: List[int]) -> int:
@@ -67,14 +78,25 @@ def read_first(shards: List[readers.Shard], limit: int) -> List[readers.Digit]:
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(bytes)
 def DigitsToExample(
-    pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str, limit: Optional[int] = None
+    pipeline: beam.Pipeline,
+    exec_properties: Dict[str, Any],
+    split_pattern: str,
+    limit: Optional[int] = None,
+    labelled: bool = True,
 ) -> beam.pvalue.PCollection:
     """Reads every digit file matching `split_pattern` under `input_base` (or only its first `limit`
-    digits) into serialized Examples."""
+    digits) into serialized Examples; unlabeled CSV files keep each digit's number instead of a label."""
     pattern = f"{exec_properties[specs.INPUT_BASE_KEY].rstrip('/')}/{split_pattern}"
     paths = tf.io.gfile.glob(pattern)
     if not paths:
         raise readers.DigitDataError(pattern, "no input files match")
+    if not labelled:
+        return (
+            pipeline
+            | "PlanFiles" >> beam.Create(sorted(paths), reshuffle=False)
+            | "ReadUnlabeled" >> beam.FlatMap(readers.read_unlabeled_csv)
+            | "ToUnlabeledExample" >> beam.Map(to_unlabeled_example)
+        )
     shards = readers.plan_shards(paths)
     if limit is not None:
         logging.info("Reading the first %d digits of %d files for %s", limit, len(paths), pattern)
@@ -127,7 +149,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         result = {}
         for split in input_config.splits:
             examples = pipeline | f"InputToRecord[{split.name}]" >> DigitsToExample(
-                exec_properties, split.pattern, limits.get(split.name)
+                exec_properties, split.pattern, limits.get(split.name), split.name != features.UNLABELED_SPLIT
             )
             partition = output_config.split_config.splits
             if split.name == features.TRAIN_SPLIT and partition:

@@ -112,35 +112,49 @@ def _csv_int(path: str, record: str, column: str, text: str) -> int:
         raise DigitDataError(path, f"column {column}: {text!r} is not an integer", record) from None
 
 
-def read_csv(path: str) -> Iterator[Digit]:
-    """Yields the digits of a Kaggle 'Digit Recognizer' CSV: header `label,pixel0..pixel783`."""
-    width = 1 + features.NUM_PIXELS
+def _csv_pixels(path: str, record: str, names: List[str], cells: List[str]) -> np.ndarray:
+    pixels = np.array([_csv_int(path, record, name, v) for name, v in zip(names, cells)], dtype=np.int64)
+    bad = np.flatnonzero((pixels < 0) | (pixels > features.MAX_PIXEL))
+    if bad.size:
+        raise DigitDataError(path, f"column {names[bad[0]]}: pixel {pixels[bad[0]]} outside 0-255", record)
+    return pixels.astype(np.uint8).reshape(features.IMAGE_SIZE, features.IMAGE_SIZE)
+
+
+def _csv_rows(path: str, labelled: bool) -> Iterator[Tuple[str, List[str], List[str]]]:
+    """(record, header, cells) of every data row, the header and every row's width checked."""
+    width = features.NUM_PIXELS + (1 if labelled else 0)
+    expected = (
+        f"'{features.LABEL_KEY}' then {features.NUM_PIXELS} pixel columns"
+        if labelled
+        else (f"{features.NUM_PIXELS} pixel columns")
+    )
     with tf.io.gfile.GFile(path, "r") as f:
         rows = csv.reader(f)
         header = next(rows, None)
         if header is None:
             raise DigitDataError(path, "empty file, expected a header row")
-        if len(header) != width or header[0] != features.LABEL_KEY:
+        if len(header) != width or (header[0] == features.LABEL_KEY) != labelled:
             raise DigitDataError(
-                path,
-                f"header has {len(header)} columns starting {header[:1]}, expected "
-                f"{width}: '{features.LABEL_KEY}' then {features.NUM_PIXELS} pixel columns",
-                "line 1",
+                path, f"header has {len(header)} columns starting {header[:1]}, expected {width}: {expected}", "line 1"
             )
         for line_number, row in enumerate(rows, start=2):
             record = f"line {line_number}"
             if len(row) != width:
                 raise DigitDataError(path, f"expected {width} columns, found {len(row)}", record)
-            label = _check_label(path, record, _csv_int(path, record, header[0], row[0]))
-            pixels = np.array(
-                [_csv_int(path, record, name, v) for name, v in zip(header[1:], row[1:])],
-                dtype=np.int64,
-            )
-            bad = np.flatnonzero((pixels < 0) | (pixels > features.MAX_PIXEL))
-            if bad.size:
-                column = header[1 + bad[0]]
-                raise DigitDataError(path, f"column {column}: pixel {pixels[bad[0]]} outside 0-255", record)
-            yield record, pixels.astype(np.uint8).reshape(features.IMAGE_SIZE, features.IMAGE_SIZE), label
+            yield record, header, row
+
+
+def read_csv(path: str) -> Iterator[Digit]:
+    """Yields the digits of a Kaggle 'Digit Recognizer' CSV: header `label,pixel0..pixel783`."""
+    for record, header, row in _csv_rows(path, labelled=True):
+        label = _check_label(path, record, _csv_int(path, record, header[0], row[0]))
+        yield record, _csv_pixels(path, record, header[1:], row[1:]), label
+
+
+def read_unlabeled_csv(path: str) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yields (ImageId from 1, pixels) of Kaggle's unlabeled test.csv: header `pixel0..pixel783`."""
+    for image_id, (record, header, row) in enumerate(_csv_rows(path, labelled=False), start=1):
+        yield image_id, _csv_pixels(path, record, header, row)
 
 
 def png_label(path: str) -> int:
@@ -152,11 +166,13 @@ def png_label(path: str) -> int:
 
 
 def decode_image(data: bytes, path: str = "<bytes>") -> np.ndarray:
-    """Decodes a picture file's bytes into MNIST-like uint8 pixels, with the model's own decoder."""
+    """Decodes a picture file's bytes into MNIST-framed uint8 pixels, with the model's own decoder."""
     try:
-        pixels = preprocessing.decode_image(tf.constant(data))
+        pixels, found = preprocessing.decode_image(tf.constant(data))
     except tf.errors.InvalidArgumentError as e:
         raise DigitDataError(path, f"unreadable image ({e.message.splitlines()[0]})") from None
+    if not found:
+        raise DigitDataError(path, "no digit found (a blank or nearly blank picture)")
     return pixels.numpy().astype(np.uint8)
 
 
