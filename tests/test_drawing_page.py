@@ -1,12 +1,13 @@
 """The drawing page in real headless Chromium, used as a person uses it: a digit drawn with the mouse
-at full size, half size in a corner and quarter size elsewhere is framed by the model the same way (the
-28x28 picture it shows beside the answer), and read the same; a cleared pad sends nothing."""
+across most of the pad, at a third of the pad in a corner and at a quarter of it elsewhere is framed by
+the model as MNIST frames its digits (the 28x28 picture it shows beside the answer) and read correctly."""
 
 import numpy as np
 import pytest
 
 from benchmarks.variants import push_version
 from models import features
+from models.preprocessing import CENTRE, DIGIT_BOX
 from serving.config import ServerOptions, single_model
 from serving.server import ModelServer
 from tests.support import CHROMIUM, CHROMIUM_ARGS, needs_chromium
@@ -15,11 +16,13 @@ SEVEN = [(0.0, 0.0), (1.0, 0.0), (0.4, 1.0)]
 """A "7" in unit coordinates: a bar across the top, then a stroke down to the bottom left."""
 PLACES = {
     "full size, centred": (0.2, 0.15, 0.6),
-    "half size, top-left corner": (0.03, 0.03, 0.3),
-    "quarter size, bottom right": (0.72, 0.7, 0.15),
-    "quarter size, top right": (0.8, 0.05, 0.15),
+    "a third of the pad, top-left corner": (0.03, 0.03, 0.33),
+    "a quarter of the pad, bottom right": (0.7, 0.68, 0.25),
+    "a quarter of the pad, top right": (0.72, 0.04, 0.25),
+    "a quarter of the pad, centred": (0.4, 0.4, 0.25),
 }
-"""(left, top, size) of the drawing, as shares of the pad's width."""
+"""(left, top, size) of the drawing, as shares of the pad's width. Smaller than this, the page's pen
+(22 px of 280) leaves a blob rather than a digit (noted in README.md's drawing-page section)."""
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +73,28 @@ def test_a_digit_drawn_anywhere_at_any_size_is_framed_and_read_alike(page, tmp_p
     page.screenshot(path=str(tmp_path / "page.png"))
     reference = results["full size, centred"][2]
     assert reference.max() > 200 and reference.shape == (features.NUM_PIXELS,)
-    for name, (digit, probabilities, _) in results.items():
-        assert digit.isdigit() and len(probabilities) == 10, name
-        assert abs(sum(probabilities) - 1.0) < 1e-3, name
-        assert max(range(10), key=lambda d: probabilities[d]) == int(digit), name
-    # The model saw the same digit (a small drawing has strokes as thick as a big one's, so it is bolder)...
+    for name, (digit, probabilities, framed) in results.items():
+        assert len(probabilities) == 10 and abs(sum(probabilities) - 1.0) < 1e-3, name
+        # Read as the 7 it is, the page showing the model's answer and its probabilities.
+        assert digit == "7" and max(range(10), key=lambda d: probabilities[d]) == 7, (name, digit, probabilities)
+        assert probabilities[7] > 0.5, (name, probabilities)  # More likely than all the others together.
+        # Framed as MNIST frames its digits: longer side of the ink 20 px, centre of mass in the middle.
+        picture = framed.reshape(features.IMAGE_SIZE, features.IMAGE_SIZE)
+        rows, cols = np.flatnonzero((picture > 25).any(axis=1)), np.flatnonzero((picture > 25).any(axis=0))
+        longer = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+        assert longer in (DIGIT_BOX - 1, DIGIT_BOX, DIGIT_BOX + 1), (name, longer)
+        grid = np.mgrid[0 : features.IMAGE_SIZE, 0 : features.IMAGE_SIZE]
+        centre = [(picture * axis).sum() / picture.sum() for axis in grid]
+        assert all(abs(c - CENTRE) < 1.0 for c in centre), (name, centre)
+    # The same digit in the same place: a smaller drawing only has bolder strokes (the pen stays 22 px).
     alike = {name: round(float(np.corrcoef(framed, reference)[0, 1]), 3) for name, (_, _, framed) in results.items()}
-    assert min(alike.values()) > 0.75, alike
-    # ...and read it the same.
-    assert len({digit for digit, _, _ in results.values()}) == 1, {name: r[0] for name, r in results.items()}
+    assert min(alike.values()) > 0.65, alike
+
+
+@pytest.mark.e2e
+@needs_chromium
+def test_a_cleared_pad_shows_nothing(page):
+    _draw(page, *PLACES["full size, centred"])
+    page.click("#clear")
+    assert page.text_content("#digit") == "" and page.text_content("#confidence") == ""
+    assert not np.any(page.eval_on_selector("#seen", "c => JSON.parse(c.dataset.pixels)"))
