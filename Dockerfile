@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY requirements/requirements.lock requirements/requirements.lock
 RUN pip install --no-cache-dir uv \
- && uv pip install --system --no-cache -r requirements/requirements.lock
+ && uv pip install --system --no-cache --compile-bytecode -r requirements/requirements.lock
 
 # Code and the bundled MNIST (the pipeline's default data root in the cluster is /app/data/mnist).
 COPY setup.py README.md ./

@@ -14,7 +14,7 @@ $(BIN)/uv:
 	$(BIN)/pip install --quiet --disable-pip-version-check uv
 
 $(VENV)/.installed: $(BIN)/uv requirements/requirements.lock setup.py
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements/requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements/requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
 	touch $@
 

@@ -42,6 +42,7 @@ setup(
         "apache-beam>=2.60",
         "protobuf>=4.25.2,<5",
         "dill",
+        "pyyaml",
         "numpy>=1.26,<2",
         "pillow>=10",
         "matplotlib>=3.8",

@@ -1,5 +1,6 @@
 """The bundled MNIST as NumPy arrays, for the benchmarks (the pipeline itself reads it with DigitExampleGen)."""
 
+import gzip
 import itertools
 import os
 from typing import Optional, Tuple
@@ -24,3 +25,14 @@ def load(prefix: str, count: Optional[int] = None) -> Tuple[np.ndarray, np.ndarr
 def scaled(pixels: np.ndarray) -> np.ndarray:
     """[n, 28, 28] pixels 0-255 -> [n, 28, 28, 1] in [0, 1], as Transform hands them to the model."""
     return (pixels / features.MAX_PIXEL)[..., None].astype(np.float32)
+
+
+def write_idx(folder: str, prefix: str, images: np.ndarray, labels: np.ndarray) -> Tuple[str, str]:
+    """`<prefix>-images-idx3-ubyte.gz` and `<prefix>-labels-idx1-ubyte.gz` of uint8 arrays in `folder`."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+        paths.append(os.path.join(folder, f"{prefix}-{kind}-ubyte.gz"))
+        with gzip.open(paths[-1], "wb") as f:
+            f.write(readers.idx_bytes(np.asarray(array).astype(np.uint8)))
+    return paths[0], paths[1]

@@ -17,7 +17,6 @@ _COMPONENT_EVENT = re.compile(r"Component (\S+) is (running|finished)\.")
 _KNOWN_NOISE = re.compile(
     r"[Dd]eprecat|property_predicate is not supported|crcmod package not found"
     r"|does not have payload_format custom property"  # TFX 1.16 on Transform's output; harmless.
-    r"|Input resolution error: .* returned None"  # A resolver with nothing to find yet: a first run.
     r"|AutoGraph could not transform <function create_autocast_variable"  # Mixed precision; harmless.
 )
 

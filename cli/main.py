@@ -1,7 +1,7 @@
 """`digits`: run the pipeline locally, compile it for Kubeflow Pipelines, serve and query the model.
 
-    digits run [--profile smoke|standard|full] [--data DIR] [--output DIR] [training flags]
-    digits compile --target kubeflow [--output-file FILE] [--pipeline-root URI] [--image IMAGE] [training flags]
+    digits run [--profile smoke|standard|full|fashion] [--data DIR] [--output DIR] [training flags]
+    digits compile --target kubeflow|vertex [--output-file FILE] [--pipeline-root URI] [--image IMAGE] [training flags]
     digits serve [--model_base_path DIR | --model_config_file FILE] [--rest_api_port 8501] [--port 8500]
     digits predict FILE.png ... [--server http://127.0.0.1:8501 | --grpc 127.0.0.1:8500]
     digits report [--output DIR]
@@ -12,7 +12,6 @@ hands it to the runner; heavy imports happen only in the command that needs them
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -44,7 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     started = time.time()
     settings = _settings(args)
     print(
-        f"Running pipeline '{configs.PIPELINE_NAME}', profile '{settings.profile.name}', data "
+        f"Running pipeline '{settings.model_name}', profile '{settings.profile.name}', data "
         f"{settings.data_root or configs.DATA_ROOT}, output {args.output}",
         flush=True,
     )
@@ -54,12 +53,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         where = f" in component {timer.current}" if timer.current else ""
         print(f"\nRun FAILED{where} after {time.time() - started:.0f} s:\n{e}", file=sys.stderr)
         return 1
-    result = summary.latest_run(configs.metadata_path(args.output))
+    result = summary.latest_run(configs.metadata_path(args.output, settings.model_name))
     result.component_seconds = timer.seconds
     status = 0
     if result.evaluation_uri:
         try:
-            result.report = _write_report(args.output, result)
+            result.report = _write_report(args.output, settings.model_name, result)
         except Exception as e:
             print(f"The run finished, but its report failed: {e}", file=sys.stderr)
             status = 1
@@ -68,11 +67,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def _write_report(output_root: str, run: Optional["summary.RunSummary"] = None) -> str:
+def _write_report(output_root: str, name: str, run: Optional["summary.RunSummary"] = None) -> str:
     from reports import run_report
 
     started = time.time()
-    path = run_report.write_report(output_root, run)
+    path = run_report.write_report(output_root, run, name)
     logging.getLogger("absl").info("Report written in %.0f s: %s", time.time() - started, path)
     return path
 
@@ -82,7 +81,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from reports.run_report import ReportError
 
     try:
-        path = _write_report(args.output)
+        path = _write_report(args.output, args.model_name)
     except ReportError as e:
         print(f"report failed: {e}", file=sys.stderr)
         return 1
@@ -94,10 +93,16 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from pipeline import kubeflow_runner
 
+    settings = _settings(args)
     path = kubeflow_runner.compile_pipeline(
-        _settings(args), args.output_file, pipeline_root=args.pipeline_root, image=args.image
+        settings,
+        args.output_file or configs.compiled_file(args.target, settings.model_name),
+        target=args.target,
+        pipeline_root=args.pipeline_root,
+        image=args.image,
     )
-    print(f"Kubeflow pipeline spec written to {path}")
+    what = "Kubeflow Pipelines spec (PipelineSpec YAML)" if args.target == "kubeflow" else "Vertex AI PipelineJob"
+    print(f"{what} written to {path}")
     return 0
 
 
@@ -173,7 +178,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 with open(path, "rb") as f:
                     pictures.append(f.read())
             for path, prediction in zip(paths, client.classify_pictures(pictures)):
-                answer = f"{prediction.digit} ({prediction.confidence:.1%})" if prediction.found else "no digit found"
+                answer = f"{prediction.label} ({prediction.confidence:.1%})" if prediction.found else "no digit found"
                 print(f"{path}: {answer}")
     except (OSError, ServingError) as e:
         print(f"predict failed: {e}", file=sys.stderr)
@@ -194,7 +199,17 @@ def _settings(args: argparse.Namespace) -> configs.Settings:
         precision=args.precision,
         strategy=args.strategy,
         seed=args.seed,
+        model_name=args.model_name,
+        labels_file=args.labels,
+        warm_start=args.warm_start,
     )
+
+
+def _model_name(text: str) -> str:
+    try:
+        return configs.check_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _pipeline_flags() -> argparse.ArgumentParser:
@@ -204,7 +219,8 @@ def _pipeline_flags() -> argparse.ArgumentParser:
         "--profile",
         choices=sorted(configs.PROFILES),
         default=configs.DEFAULT_PROFILE,
-        help="smoke: a small subset, minutes; standard: full MNIST; full: the best accuracy",
+        help="smoke: a small subset, minutes; standard: full MNIST; full: the best accuracy; "
+        "fashion: Fashion-MNIST (with --data and --labels)",
     )
     shared.add_argument(
         "--data",
@@ -212,6 +228,20 @@ def _pipeline_flags() -> argparse.ArgumentParser:
         help="folder with MNIST IDX files, a Kaggle train.csv, or PNGs in digit folders (default: the bundled MNIST)",
     )
     shared.add_argument("--schema", default=None, help="curated schema the data is validated against (schema.pbtxt)")
+    shared.add_argument(
+        "--model-name",
+        type=_model_name,
+        default=None,
+        help=f"the model's name, served as /v1/models/NAME, and its pipeline's (default: the profile's, "
+        f"'{configs.PIPELINE_NAME}' for digits)",
+    )
+    shared.add_argument(
+        "--labels",
+        default=None,
+        metavar="FILE",
+        help=f"class names, one per line in label order (default: {configs.DATASET_LABELS} beside the data, "
+        "else the digits 0-9)",
+    )
     shared.add_argument("--strategy", choices=STRATEGIES, default=None, help="tf.distribute strategy")
     shared.add_argument("--seed", type=int, default=None, help="training seed")
     shared.add_argument(
@@ -222,6 +252,12 @@ def _pipeline_flags() -> argparse.ArgumentParser:
         "natively (AVX512_BF16, AMX), float32 elsewhere",
     )
     shared.add_argument("--min-accuracy", type=float, default=None, help="override the profile's accuracy bar")
+    shared.add_argument(
+        "--warm-start",
+        action="store_true",
+        default=None,
+        help="train from the served model's weights instead of from scratch (the finetune profile does)",
+    )
     shared.add_argument(
         "--beam-arg",
         action="append",
@@ -318,8 +354,17 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     comp = commands.add_parser("compile", parents=[shared], help="compile the pipeline for an orchestrator")
-    comp.add_argument("--target", choices=["kubeflow"], required=True)
-    comp.add_argument("--output-file", default=os.path.join(configs.OUTPUT_ROOT, "kubeflow", "digits_pipeline.json"))
+    comp.add_argument(
+        "--target",
+        choices=configs.KUBEFLOW_TARGETS,
+        required=True,
+        help="kubeflow: the open-source KFP 2.x backend (PipelineSpec YAML); vertex: Vertex AI (PipelineJob JSON)",
+    )
+    comp.add_argument(
+        "--output-file",
+        default=None,
+        help=f"default: {configs.compiled_file('kubeflow')} or {configs.compiled_file('vertex')}",
+    )
     comp.add_argument(
         "--pipeline-root",
         default=configs.KUBEFLOW_PIPELINE_ROOT,
@@ -332,6 +377,7 @@ def parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="(re)write the report of the newest evaluated run")
     report.add_argument("--output", default=configs.OUTPUT_ROOT, help="the run's --output folder")
+    report.add_argument("--model-name", type=_model_name, default=configs.PIPELINE_NAME, help="the run's --model-name")
     report.add_argument("--verbose", action="store_true")
     report.set_defaults(func=_cmd_report)
 

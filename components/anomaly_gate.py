@@ -6,37 +6,38 @@ It also compares the label distribution of the `train` split with that of the la
 this gate (TFDV's drift comparator, threshold in the curated schema), so a class that vanished or
 collapsed stops the run too. Data that passes is recorded as `validated_statistics`: the next run's
 reference.
+
+The reference is found through a small file at a known place under the pipeline root (`reference`),
+which names the last `validated_statistics` written; the gate reads it before and rewrites it after a
+pass. TFX's examples would resolve the reference from ML Metadata with a Resolver node, which
+open-source Kubeflow Pipelines cannot run (and a custom artifact type in a resolver compiles to a query
+that matches any artifact); a file reads the same on every orchestrator. The gate reads state outside
+its inputs, so every runner runs it every time (never from a cache).
 """
 
 import os
-import shutil
-from typing import List
+import uuid
+from typing import List, Optional
 
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from absl import logging
 from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import types
 from tfx.components.example_validator.executor import DEFAULT_FILE_NAME
-from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Schema
 from tfx.utils import io_utils
 
+from components.artifacts import ValidatedStatistics
 from models import features
 
 STATISTICS_FILE = "FeatureStats.pb"
 """StatisticsGen's file in each `Split-<name>` folder."""
 DRIFT_SPLIT = features.TRAIN_SPLIT
 """The split whose label distribution must not drift: the one the model learns from."""
-
-
-class ValidatedStatistics(types.Artifact):
-    """Statistics of data that passed the gate; the reference the next run's drift check compares with."""
-
-    # <namespace>.<Name>, and no properties: what Kubeflow V2 accepts of a custom type. The splits are
-    # laid out as in ExampleStatistics: `Split-<name>/FeatureStats.pb`.
-    TYPE_NAME = "digits.ValidatedStatistics"
 
 
 class DataAnomaliesError(RuntimeError):
@@ -63,12 +64,12 @@ def describe_anomalies(anomalies: ExampleAnomalies) -> List[str]:
     return lines
 
 
-def _statistics_path(artifact: types.Artifact, split: str) -> str:
-    return os.path.join(artifact.uri, f"Split-{split}", STATISTICS_FILE)
+def _statistics_path(uri: str, split: str) -> str:
+    return os.path.join(uri, f"Split-{split}", STATISTICS_FILE)
 
 
-def _split_statistics(artifact: types.Artifact, split: str):
-    return tfdv.load_stats_binary(_statistics_path(artifact, split))
+def _split_statistics(uri: str, split: str):
+    return tfdv.load_stats_binary(_statistics_path(uri, split))
 
 
 def describe_empty_splits(statistics: ExampleStatistics) -> List[str]:
@@ -77,17 +78,18 @@ def describe_empty_splits(statistics: ExampleStatistics) -> List[str]:
     return [
         f"split '{split}', dataset: no examples"
         for split in artifact_utils.decode_split_names(statistics.split_names)
-        if not any(d.num_examples for d in _split_statistics(statistics, split).datasets)
+        if not any(d.num_examples for d in _split_statistics(statistics.uri, split).datasets)
     ]
 
 
-def describe_drift(statistics: ExampleStatistics, reference: types.Artifact, schema: Schema) -> List[str]:
-    """One line per feature whose distribution moved past the schema's drift comparator threshold."""
+def describe_drift(statistics: ExampleStatistics, reference_uri: str, schema: Schema) -> List[str]:
+    """One line per feature whose distribution moved past the schema's drift comparator threshold,
+    against the statistics at `reference_uri` (laid out as ExampleStatistics)."""
     schema_proto = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
     found = tfdv.validate_statistics(
-        _split_statistics(statistics, DRIFT_SPLIT),
+        _split_statistics(statistics.uri, DRIFT_SPLIT),
         schema_proto,
-        previous_statistics=_split_statistics(reference, DRIFT_SPLIT),
+        previous_statistics=_split_statistics(reference_uri, DRIFT_SPLIT),
     )
     drift = anomalies_pb2.Anomalies()
     for feature, info in found.anomaly_info.items():
@@ -98,11 +100,30 @@ def describe_drift(statistics: ExampleStatistics, reference: types.Artifact, sch
     return _describe(drift, DRIFT_SPLIT, "against the last validated data: ")
 
 
-def _record(statistics: ExampleStatistics, validated: ValidatedStatistics) -> None:
+def read_reference(reference: str) -> Optional[str]:
+    """The URI of the last validated statistics, as the file `reference` names it (None: no data
+    passed the gate yet, or the statistics it names are gone)."""
+    if not tf.io.gfile.exists(reference):
+        return None
+    with tf.io.gfile.GFile(reference) as f:
+        uri = f.read().strip()
+    if not tf.io.gfile.exists(_statistics_path(uri, DRIFT_SPLIT)):
+        logging.warning("%s names %s, which holds no statistics any more: no drift check this time", reference, uri)
+        return None
+    return uri
+
+
+def record_validated(statistics: ExampleStatistics, validated: ValidatedStatistics, reference: str) -> None:
+    """Copies the statistics into `validated`, then points `reference` at it (written whole, by rename)."""
     for split in artifact_utils.decode_split_names(statistics.split_names):
-        target = _statistics_path(validated, split)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copy(_statistics_path(statistics, split), target)
+        target = _statistics_path(validated.uri, split)
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.copy(_statistics_path(statistics.uri, split), target, overwrite=True)
+    tf.io.gfile.makedirs(os.path.dirname(reference))
+    staging = f"{reference}.{uuid.uuid4().hex}.tmp"
+    with tf.io.gfile.GFile(staging, "w") as f:
+        f.write(validated.uri + "\n")
+    tf.io.gfile.rename(staging, reference, overwrite=True)
 
 
 @component
@@ -111,15 +132,20 @@ def AnomalyGate(
     statistics: InputArtifact[ExampleStatistics],
     schema: InputArtifact[Schema],
     validated_statistics: OutputArtifact[ValidatedStatistics],
-    reference_statistics: InputArtifact[ValidatedStatistics] = None,
+    reference: Parameter[str],
 ) -> None:
-    """Raises DataAnomaliesError listing every anomaly and drift, if there is any."""
+    """Raises DataAnomaliesError listing every anomaly and drift, if there is any; else records the
+    statistics as the next run's reference."""
     problems = describe_anomalies(anomalies) + describe_empty_splits(statistics)
-    if reference_statistics is not None:
-        problems += describe_drift(statistics, reference_statistics, schema)
+    reference_uri = read_reference(reference)
+    if reference_uri is None:
+        logging.info("No drift check: no data passed this gate before (no %s)", reference)
+    else:
+        logging.info("Drift check against the last validated statistics, %s", reference_uri)
+        problems += describe_drift(statistics, reference_uri, schema)
     if problems:
         raise DataAnomaliesError(
             f"{len(problems)} data anomal{'y' if len(problems) == 1 else 'ies'}; nothing is trained or "
             "pushed:\n  " + "\n  ".join(problems)
         )
-    _record(statistics, validated_statistics)
+    record_validated(statistics, validated_statistics, reference)

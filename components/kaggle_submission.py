@@ -13,22 +13,16 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow_serving.apis import prediction_log_pb2
-from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import InferenceResult
 
+from components.artifacts import Submission
 from models import features
 
 SUBMISSION_FILE = "submission.csv"
 WRITTEN = "written"
 """Custom property of the Submission artifact: 1 when submission.csv was written."""
-
-
-class Submission(types.Artifact):
-    """A Kaggle submission file, `submission.csv`."""
-
-    TYPE_NAME = "digits.Submission"
 
 
 def predicted_digits(inference_uri: str) -> List[Tuple[int, int]]:

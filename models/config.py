@@ -6,7 +6,9 @@ the same choices without paying for TensorFlow's import.
 """
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
+
+from models import features
 
 AUTO_PRECISION = "auto"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
@@ -17,6 +19,8 @@ STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 """tf.distribute strategies the Trainer accepts; `mirrored` uses every local device."""
 DEFAULT_STRATEGY = "default"
 DEFAULT_SEED = 42
+EXTENSION_KEY_PREFIX = "ai_platform_"
+"""custom_config keys of TFX's Google Cloud training extension (tfx.extensions.google_cloud_ai_platform)."""
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 """CPU features that make bfloat16 maths fast; without them TensorFlow emulates it, about ten times
 slower than float32 (BENCHMARKS.md)."""
@@ -40,6 +44,25 @@ def resolve_precision(precision: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Random changes to the training pictures, composed into one affine resampling per batch. Digits
+    are rotated, zoomed and shifted a little (the Kaggle notebook's settings) and never mirrored; a
+    dataset of clothes may be mirrored, and aligned product photos gain nothing from rotations."""
+
+    rotation_degrees: float = 10.0
+    zoom: float = 0.1
+    """Each axis is scaled by a factor in 1 +- zoom."""
+    shift: float = 0.1
+    """Shifts of up to this share of the width and the height."""
+    flip: bool = False
+    """Mirror half of the pictures left to right."""
+
+
+DIGIT_AUGMENTATION = Augmentation()
+NO_AUGMENTATION = Augmentation(rotation_degrees=0.0, zoom=0.0, shift=0.0, flip=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainerConfig:
     """Training settings; a plain dataclass so that it crosses into the Trainer as JSON."""
 
@@ -50,7 +73,9 @@ class TrainerConfig:
     reduce_lr_patience: int = 3
     reduce_lr_factor: float = 0.5
     min_learning_rate: float = 1e-5
-    augment: bool = True
+    augmentation: Augmentation = DIGIT_AUGMENTATION
+    class_names: Tuple[str, ...] = tuple(features.CLASS_LABELS)
+    """The name of each class, in label order: what the exported model answers with."""
     steps_per_epoch: Optional[int] = None
     """Cap on training steps per epoch (None: one pass over `train`); for quick checks and tests."""
     precision: str = AUTO_PRECISION
@@ -62,10 +87,36 @@ class TrainerConfig:
             raise ValueError(f"Unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown training strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        if len(self.class_names) != features.NUM_CLASSES:
+            raise ValueError(f"{len(self.class_names)} class names, the CNN has {features.NUM_CLASSES} classes")
 
     def as_custom_config(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TrainerConfig":
-        return cls(**custom_config)
+        """The inverse of `as_custom_config` (JSON has no tuples and no nested dataclasses). Keys of
+        TFX's cloud training extension (`ai_platform_...`, for the job, not for run_fn) are passed over."""
+        ours = {k: v for k, v in custom_config.items() if not k.startswith(EXTENSION_KEY_PREFIX)}
+        return cls(
+            **{
+                **ours,
+                "augmentation": Augmentation(**ours.get("augmentation", {})),
+                "class_names": tuple(ours.get("class_names", features.CLASS_LABELS)),
+            }
+        )
+
+
+def read_class_names(path: str) -> Tuple[str, ...]:
+    """A labels file (one class name per line, in label order; local or in a bucket) -> the names;
+    a mistake names the file."""
+    import tensorflow as tf  # Only where a labels file is read.
+
+    with tf.io.gfile.GFile(path) as f:
+        names = tuple(line.strip() for line in f.read().splitlines() if line.strip())
+    if len(names) != features.NUM_CLASSES or len(set(names)) != len(names):
+        raise ValueError(
+            f"{path}: expected {features.NUM_CLASSES} different class names, one per line, "
+            f"found {len(names)} ({len(set(names))} different)"
+        )
+    return names

@@ -8,7 +8,7 @@ garbage. Every signature runs the Transform graph, so clients send raw 0-255 pix
 
 import dataclasses
 import os
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -61,10 +61,15 @@ class PixelDomain:
 
 
 def serving_signatures(
-    model: keras.Model, tf_transform_output: tft.TFTransformOutput, domain: PixelDomain
+    model: keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    domain: PixelDomain,
+    class_names: Sequence[str] = tuple(features.CLASS_LABELS),
 ) -> Dict[str, Callable]:
     """`serving_default` and `classification` take tf.Examples (as ExampleGen writes them),
-    `predict_images` raw pixels, `predict_image_bytes` encoded pictures."""
+    `predict_images` raw pixels, `predict_image_bytes` encoded pictures. Classes are answered by name
+    (`class_names`, in label order: the digits, or a dataset's own names)."""
+    names = tf.constant(list(class_names))
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     raw_spec.pop(features.LABEL_KEY)
@@ -85,7 +90,7 @@ def serving_signatures(
     def classify_examples(inputs):
         pixels = parse_examples(inputs, f"input '{features.CLASSIFY_INPUT}', feature '{features.IMAGE_KEY}'")
         scores = predict(pixels)
-        classes = tf.tile(tf.constant([features.CLASS_LABELS]), [tf.shape(scores)[0], 1])
+        classes = tf.tile(names[None], [tf.shape(scores)[0], 1])
         return {features.CLASSES_OUTPUT: classes, features.SCORES_OUTPUT: scores}
 
     def predict_pixels(pixels: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -94,6 +99,7 @@ def serving_signatures(
         return {
             features.PROBABILITIES_OUTPUT: probabilities,
             features.DIGIT_OUTPUT: tf.argmax(probabilities, axis=1),
+            features.CLASS_NAME_OUTPUT: tf.gather(names, tf.argmax(probabilities, axis=1)),
         }
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name=features.IMAGES_INPUT)])
@@ -127,6 +133,7 @@ def serving_signatures(
         return {
             features.PROBABILITIES_OUTPUT: tf.where(found[:, None], outputs[features.PROBABILITIES_OUTPUT], 0.0),
             features.DIGIT_OUTPUT: tf.where(found, outputs[features.DIGIT_OUTPUT], features.NO_DIGIT),
+            features.CLASS_NAME_OUTPUT: tf.where(found, outputs[features.CLASS_NAME_OUTPUT], ""),
             features.FRAMED_OUTPUT: tf.cast(pixels, tf.uint8),
         }
 
@@ -194,13 +201,17 @@ def export_model(
     export_dir: str,
     domain: PixelDomain,
     model_name: str = features.MODEL_NAME,
+    class_names: Sequence[str] = tuple(features.CLASS_LABELS),
 ) -> None:
-    """Saves the serving model (without the optimizer's state: a third of the size, same answers)."""
+    """Saves the serving model (without the optimizer's state: a third of the size, same answers),
+    with its warmup requests and its class names (`assets.extra/labels.txt`, for clients and reports)."""
     model.save(
         export_dir,
         save_format="tf",
         include_optimizer=False,
-        signatures=serving_signatures(model, tf_transform_output, domain),
+        signatures=serving_signatures(model, tf_transform_output, domain, class_names),
     )
     _mark_classification_signature(export_dir)
     write_warmup_requests(export_dir, model_name)
+    with tf.io.gfile.GFile(os.path.join(export_dir, features.CLASS_NAMES_FILE), "w") as f:
+        f.write("".join(f"{name}\n" for name in class_names))

@@ -36,7 +36,8 @@ def transformed_name(key: str) -> str:
 # signature, Classify's inputs and outputs, the warmup file), it is TensorFlow's own constant, spelled
 # out so that clients need not import TensorFlow (a unit test holds them equal).
 MODEL_NAME = "digits"
-"""The default TF Serving model name: served as `/v1/models/digits`, pushed to `<base>/digits/<version>/`."""
+"""The default TF Serving model name: served as `/v1/models/digits`, pushed to `<base>/digits/<version>/`;
+also the default pipeline name (a model and the pipeline that makes it share one name)."""
 EXAMPLES_SIGNATURE = "serving_default"
 """Serialized tf.Example in (the TFX convention; TFMA evaluates through it)."""
 EXAMPLES_INPUT = "examples"
@@ -50,6 +51,8 @@ PROBABILITIES_OUTPUT = "probabilities"
 DIGIT_OUTPUT = "digit"
 NO_DIGIT = -1
 """`digit` of a picture in which no digit was found (a blank canvas); its probabilities are all 0."""
+CLASS_NAME_OUTPUT = "class_name"
+"""The name of the class read ("7", or a dataset's own name such as "Sneaker"; "" for no digit)."""
 FRAMED_OUTPUT = "framed"
 """The 28x28 picture the model saw (0-255), as the picture signature framed it: what the drawing page
 shows beside its answer."""
@@ -62,5 +65,13 @@ SCORES_OUTPUT = "scores"
 CLASS_LABELS = [str(digit) for digit in range(NUM_CLASSES)]
 """The `classes` a classification answers with, in score order."""
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+ANSWER_TOLERANCE = 2e-3
+"""How far two computations of one model's probabilities for the same picture may differ: the CNN
+computes in bfloat16 on CPUs that have it (3 significant digits), and a server batching concurrent
+requests computes each picture among others (measured: up to 2e-4 under load). Two different models
+differ by far more (0.1 and up)."""
+CLASS_NAMES_FILE = os.path.join("assets.extra", "labels.txt")
+"""The class names a model answers with, one per line in label order, beside its SavedModel (for the
+report, the drawing page and anyone reading a pushed version)."""
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 """Where TF Serving reads warmup requests in a version folder: a TFRecord of PredictionLog records."""

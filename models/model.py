@@ -1,9 +1,13 @@
 """The digit CNN, its tf.data input pipeline with augmentation, and the Trainer's `run_fn`."""
 
+import dataclasses
 import math
 import os
+import sys
+import tempfile
+import time
 from types import ModuleType
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, TextIO
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -13,17 +17,21 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import features
-from models.config import DTYPE_POLICIES, TrainerConfig, resolve_precision
+from models.config import (
+    DEFAULT_SEED,
+    DIGIT_AUGMENTATION,
+    DTYPE_POLICIES,
+    NO_AUGMENTATION,
+    Augmentation,
+    TrainerConfig,
+    resolve_precision,
+)
 from models.export import PixelDomain, export_model
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
 BEST_WEIGHTS = "checkpoints/best"
 METRICS_CSV = "metrics.csv"
-
-ROTATION_DEGREES = 10.0
-ZOOM = 0.1
-SHIFT = 0.1
 
 
 def build_model(learning_rate: float, precision: str = "float32", api: ModuleType = keras) -> keras.Model:
@@ -69,11 +77,12 @@ def trained_model(run_dir: str) -> keras.Model:
     return model
 
 
-def augment(images: tf.Tensor) -> tf.Tensor:
-    """Random rotation (+-10 deg), zoom (0.9-1.1 per axis) and shifts (+-10%) of a batch.
+def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) -> tf.Tensor:
+    """Random rotation, zoom and shifts of a batch (by default +-10 deg, 0.9-1.1 per axis, +-10%), and
+    with `flip` a left-right mirror of half of the images on average.
 
-    The three are composed into one affine transform per image and applied in a single resampling
-    of the whole batch: one interpolation instead of three, and one op for the batch.
+    All are composed into one affine transform per image and applied in a single resampling of the
+    whole batch: one interpolation instead of several, and one op for the batch.
     """
     batch = tf.shape(images)[0]
     size = float(features.IMAGE_SIZE)
@@ -81,9 +90,11 @@ def augment(images: tf.Tensor) -> tf.Tensor:
     def uniform(bound: float, centre: float = 0.0) -> tf.Tensor:
         return tf.random.uniform([batch], centre - bound, centre + bound)
 
-    angle = uniform(math.radians(ROTATION_DEGREES))
-    zoom_x, zoom_y = uniform(ZOOM, 1.0), uniform(ZOOM, 1.0)
-    shift_x, shift_y = uniform(SHIFT * size), uniform(SHIFT * size)
+    angle = uniform(math.radians(augmentation.rotation_degrees))
+    zoom_x, zoom_y = uniform(augmentation.zoom, 1.0), uniform(augmentation.zoom, 1.0)
+    shift_x, shift_y = uniform(augmentation.shift * size), uniform(augmentation.shift * size)
+    if augmentation.flip:  # A mirror is a zoom of -1 along x.
+        zoom_x = zoom_x * tf.where(tf.random.uniform([batch]) < 0.5, -1.0, 1.0)
     cos, sin = tf.cos(angle), tf.sin(angle)
     # Maps each output pixel to the input pixel it samples: rotate and scale about the centre, shift.
     a0, a1 = cos / zoom_x, -sin / zoom_y
@@ -109,8 +120,8 @@ def make_dataset(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     training: bool,
-    augment_images: bool = True,
-    seed: int = 42,
+    augmentation: Augmentation = DIGIT_AUGMENTATION,
+    seed: int = DEFAULT_SEED,
 ) -> tf.data.Dataset:
     """Transformed examples -> (images, labels) batches, cached in memory; for training, reshuffled
     every epoch and augmented. One pass per Keras epoch, so no step count needs to be known."""
@@ -120,20 +131,28 @@ def make_dataset(
         tf_transform_output.transformed_metadata.schema,
     )
     dataset = dataset.map(lambda x, y: (x[IMAGE_XF], y), num_parallel_calls=tf.data.AUTOTUNE)
-    return batches(dataset.unbatch(), batch_size, training, augment_images, seed)
+    return batches(dataset.unbatch(), batch_size, training, augmentation, seed)
 
 
 def batches(
-    examples: tf.data.Dataset, batch_size: int, training: bool, augment_images: bool = True, seed: int = 42
+    examples: tf.data.Dataset,
+    batch_size: int,
+    training: bool,
+    augmentation: Augmentation = DIGIT_AUGMENTATION,
+    seed: int = DEFAULT_SEED,
 ) -> tf.data.Dataset:
     """(image, label) examples -> cached, shuffled (training), batched, augmented (training) batches."""
     dataset = examples.cache()
     if training:
         dataset = dataset.shuffle(60_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=False)
-    if training and augment_images:
-        dataset = dataset.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    if training and augmentation != NO_AUGMENTATION:
+        dataset = dataset.map(lambda x, y: (augment(x, augmentation), y), num_parallel_calls=tf.data.AUTOTUNE)
+    # Several workers share each batch (they read the same files, of which there may be fewer than
+    # workers); a single worker is unaffected.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def strategy_for(name: str) -> tf.distribute.Strategy:
@@ -149,13 +168,52 @@ def strategy_for(name: str) -> tf.distribute.Strategy:
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One readable progress line per epoch, through absl logging like the rest of the pipeline."""
+    """One readable progress line per epoch, through absl logging like the rest of the pipeline; on an
+    interactive terminal also a live bar during each epoch: steps, images per second, time left (from
+    the second epoch on, once an epoch's length is known) and the running loss."""
 
-    def __init__(self, epochs: int):
+    REFRESH_SECONDS = 0.5
+
+    def __init__(self, epochs: int, batch_size: int, stream: Optional[TextIO] = None):
         super().__init__()
         self._epochs = epochs
+        self._batch_size = batch_size
+        self._stream = stream if stream is not None else sys.stderr
+        self._live = self._stream.isatty()
+        self._epoch = self._step = 0
+        self._steps: Optional[int] = None
+        """Steps per epoch, known once an epoch has ended (tf.data does not know it beforehand)."""
+        self._started = self._shown = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        self._epoch, self._step = epoch, 0
+        self._started = self._shown = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        self._step = batch + 1
+        now = time.monotonic()
+        if self._live and now - self._shown >= self.REFRESH_SECONDS:
+            self._shown = now
+            self._stream.write("\r\033[K" + self.bar(self._step, now - self._started, (logs or {}).get("loss")))
+            self._stream.flush()
+
+    def bar(self, step: int, seconds: float, loss: Optional[float]) -> str:
+        """`Epoch 3/10 [#####---------------] 108/430 steps, 1,234 images/s, 33 s left, loss 0.1234`."""
+        rate = step * self._batch_size / max(seconds, 1e-9)
+        if self._steps:
+            filled = round(20 * min(step / self._steps, 1.0))
+            left = max(self._steps - step, 0) * seconds / max(step, 1)
+            bar = "#" * filled + "-" * (20 - filled)
+            where = f"[{bar}] {step}/{self._steps} steps, {rate:,.0f} images/s, {left:.0f} s left"
+        else:
+            where = f"{step} steps, {rate:,.0f} images/s"
+        return f"Epoch {self._epoch + 1}/{self._epochs} {where}" + ("" if loss is None else f", loss {loss:.4f}")
 
     def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        if self._live:
+            self._stream.write("\r\033[K")  # The bar gives way to the epoch's line.
+            self._stream.flush()
+        self._steps = self._steps or self._step
         logs = logs or {}
         lr = float(keras.backend.get_value(self.model.optimizer.learning_rate))
         logging.info(
@@ -180,7 +238,11 @@ def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callb
             factor=config.reduce_lr_factor,
             min_lr=config.min_learning_rate,
         ),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience),
+        # The best epoch on `eval`, not the last one, is the model that gets exported: its weights are
+        # kept in memory (by every worker alike, when there are several) and restored at the end.
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="max", patience=config.early_stopping_patience, restore_best_weights=True
+        ),
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, BEST_WEIGHTS),
             monitor=monitor,
@@ -190,13 +252,52 @@ def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callb
         ),
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
         keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
-        EpochLog(config.epochs),
+        EpochLog(config.epochs, config.batch_size),
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    """This process's place among the workers TF_CONFIG names (one, when it names none)."""
+
+    index: int
+    count: int
+    chief: bool
+    """The one worker that writes the model and the logs: `chief`, else worker 0."""
+
+    @classmethod
+    def of(cls, strategy: tf.distribute.Strategy) -> "Worker":
+        resolver = getattr(strategy, "cluster_resolver", None)
+        if resolver is None or not resolver.task_type:
+            return cls(0, 1, True)
+        cluster = resolver.cluster_spec().as_dict()
+        count = sum(len(tasks) for kind, tasks in cluster.items() if kind in ("chief", "worker"))
+        has_chief = "chief" in cluster
+        index = resolver.task_id + (1 if has_chief and resolver.task_type == "worker" else 0)
+        return cls(index, count, resolver.task_type == "chief" or (not has_chief and resolver.task_id == 0))
+
+
+def warm_start(model: keras.Model, base_model: Optional[str]) -> bool:
+    """Starts `model` from a served model's weights (its SavedModel's variables), if there is one:
+    the exported model is the CNN itself, so its variables load back into a fresh CNN."""
+    variables = os.path.join(base_model, "variables", "variables") if base_model else ""
+    if not variables or not tf.io.gfile.exists(variables + ".index"):
+        return False
+    model.load_weights(variables).expect_partial()
+    return True
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train on `train`, select on `eval`, export the serving model."""
+    """TFX Trainer entry point: train on `train`, select on `eval`, export the serving model.
+
+    With several workers (multi_worker_mirrored), every worker runs this: they train one model
+    together, and only the chief writes where the pipeline reads (the others keep their checkpoints,
+    which every worker must write, in a scratch folder they remove)."""
     config = TrainerConfig.from_custom_config(fn_args.custom_config)
+    strategy = strategy_for(config.strategy)  # First: collective ops must be set up before other ops.
+    worker = Worker.of(strategy)
+    scratch = None if worker.chief else tempfile.mkdtemp(prefix=f"worker-{worker.index}-")
+    run_dir = fn_args.model_run_dir if scratch is None else os.path.join(scratch, "run")
     precision = resolve_precision(config.precision)
     tf.random.set_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -206,20 +307,26 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         tf_transform_output,
         config.batch_size,
         training=True,
-        augment_images=config.augment,
+        augmentation=config.augmentation,
         seed=config.seed,
     )
     evaluation = make_dataset(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
     )
-    strategy = strategy_for(config.strategy)
     with strategy.scope():
         model = build_model(config.learning_rate, precision)
-    run_dir = fn_args.model_run_dir
+        if fn_args.base_model is not None:  # Warm start asked for (the Trainer got a base model).
+            if warm_start(model, fn_args.base_model):
+                logging.info("Warm start: from the weights of the served model %s", fn_args.base_model)
+            else:
+                logging.info("Warm start: no model served yet, training from scratch")
     logging.info(
-        "Training for up to %d epochs on %d replica(s), layers in %s (precision %s); logs in %s",
+        "Training for up to %d epochs on %d replica(s) (worker %d of %d%s), layers in %s (precision %s); logs in %s",
         config.epochs,
         strategy.num_replicas_in_sync,
+        worker.index,
+        worker.count,
+        ", the chief" if worker.chief and worker.count > 1 else "",
         precision,
         config.precision,
         run_dir,
@@ -232,7 +339,23 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         callbacks=callbacks(config, run_dir),
         verbose=0,
     )
-    # The best epoch on `eval`, not the last one, is the model that gets exported.
-    model.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
-    export_model(model, tf_transform_output, fn_args.serving_model_dir, PixelDomain.from_schema(fn_args.schema_path))
+    if strategy is not tf.distribute.get_strategy():
+        # Distributed variables cannot be saved in serving signatures: the weights (read by every worker
+        # together, as batch norm's statistics are reduced across replicas) go into a plain copy.
+        weights = model.get_weights()
+        model = build_model(config.learning_rate, precision)
+        model.set_weights(weights)
+    if scratch is not None:
+        tf.io.gfile.rmtree(scratch)
+        # TFX's Trainer executor requires the model folder on every worker; on a cluster all workers
+        # share it, and the chief fills it.
+        tf.io.gfile.makedirs(fn_args.serving_model_dir)
+        return
+    export_model(
+        model,
+        tf_transform_output,
+        fn_args.serving_model_dir,
+        PixelDomain.from_schema(fn_args.schema_path),
+        class_names=config.class_names,
+    )
     logging.info("Model exported to %s", fn_args.serving_model_dir)

@@ -7,19 +7,29 @@ the command line resolves it once and hands it to whichever runner runs or compi
 
 import dataclasses
 import os
+import re
 from typing import Any, Dict, List, Optional, Tuple, TypedDict
 
 from models import features
-from models.config import TrainerConfig
+from models.config import Augmentation, TrainerConfig, read_class_names
 
-PIPELINE_NAME = "digits"
-"""Also the Kubeflow pipeline name, so it must match [a-z0-9][a-z0-9-]*."""
+PIPELINE_NAME = features.MODEL_NAME
+"""The default pipeline (and model) name; `--model-name` sets both, so that each dataset's runs, blessed
+models and validated statistics stay apart. Also the Kubeflow pipeline name: [a-z0-9][a-z0-9-]*."""
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = os.path.join(PROJECT_ROOT, "data", "mnist")
 SCHEMA_PATH = os.path.join(PROJECT_ROOT, "schema", "schema.pbtxt")
 OUTPUT_ROOT = os.path.join(os.getcwd(), "output")
 """Default for `--output`: pipeline artifacts, ML Metadata and the serving model directory."""
+
+DATASET_LABELS = "labels.txt"
+"""A dataset's class names, one per line in label order, beside its files (e.g. Fashion-MNIST's)."""
+FASHION_LABELS = os.path.join(PROJECT_ROOT, "data", "labels", "fashion-mnist.txt")
+"""Fashion-MNIST's ten class names (Debian's dataset-fashion-mnist ships only the IDX files)."""
+FASHION_AUGMENTATION = Augmentation(rotation_degrees=0.0, zoom=0.0, shift=0.0, flip=True)
+"""Clothes are photographed upright and centred: mirrored and shifted, not rotated or zoomed."""
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.model.run_fn"
@@ -38,7 +48,20 @@ class SplitBuckets:
 SPLIT_BUCKETS = SplitBuckets()
 
 MAX_ACCURACY_DROP = 0.0
-"""Evaluator: the candidate must not be worse than the latest blessed model by more than this."""
+"""Evaluator: the candidate must not be worse than the served model by more than this."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CanarySettings:
+    """ServingCanary: the candidate served in a model server subprocess before it may be pushed."""
+
+    latency_budget_ms: float = 100.0
+    """Largest p99 of one-digit requests (REST and gRPC alike); measured unloaded here: 3-4 ms."""
+    requests: int = 100
+    """One-digit requests per protocol for the latency check."""
+
+
+CANARY = CanarySettings()
 
 DEFAULT_BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
 """Beam 2.72 tries to download its Prism runner unless a runner is named; this machine is offline."""
@@ -55,6 +78,13 @@ class Profile:
     train_limit: Optional[int] = None
     """Ingest only the first N training records (None: all)."""
     test_limit: Optional[int] = None
+    model_name: str = PIPELINE_NAME
+    """The model (and pipeline) name a run of this profile uses unless `--model-name` says otherwise."""
+    labels_file: Optional[str] = None
+    """The class names a run of this profile uses unless `--labels` says otherwise (None: the data's own
+    `labels.txt` if it has one, else the digits)."""
+    warm_start: bool = False
+    """Train from the served model's weights (the baseline), not from scratch."""
 
 
 PROFILES: Dict[str, Profile] = {
@@ -67,6 +97,23 @@ PROFILES: Dict[str, Profile] = {
         ),
         Profile("standard", min_accuracy=0.993, trainer=TrainerConfig(epochs=10)),
         Profile("full", min_accuracy=0.995, trainer=TrainerConfig(epochs=30)),
+        # New data for a served model: a few epochs from its weights, at a lower learning rate, through
+        # the same gates as any candidate (it must still beat the model it started from).
+        Profile(
+            "finetune",
+            min_accuracy=0.993,
+            trainer=TrainerConfig(epochs=3, learning_rate=3e-4, reduce_lr_patience=1),
+            warm_start=True,
+        ),
+        # Fashion-MNIST: clothes, so mirrored pictures are still the same class (never for digits).
+        # Published 2-conv CNNs reach 92-93.4%; the bar is 92% (README.md, BENCHMARKS.md).
+        Profile(
+            "fashion",
+            min_accuracy=0.92,
+            trainer=TrainerConfig(epochs=25, augmentation=FASHION_AUGMENTATION),
+            model_name="fashion",
+            labels_file=FASHION_LABELS,
+        ),
     )
 }
 DEFAULT_PROFILE = "standard"
@@ -78,6 +125,15 @@ KUBEFLOW_APP_ROOT = "/app"
 KUBEFLOW_DATA_ROOT = os.path.join(KUBEFLOW_APP_ROOT, os.path.relpath(DATA_ROOT, PROJECT_ROOT))
 KUBEFLOW_SCHEMA_PATH = os.path.join(KUBEFLOW_APP_ROOT, os.path.relpath(SCHEMA_PATH, PROJECT_ROOT))
 KUBEFLOW_PIPELINE_ROOT = "/tfx/pipelines"
+KUBEFLOW_TARGETS = ("kubeflow", "vertex")
+"""`digits compile --target`: the open-source KFP 2.x backend (PipelineSpec YAML), or Vertex AI Pipelines
+(PipelineJob JSON)."""
+
+
+def compiled_file(target: str, name: str = PIPELINE_NAME) -> str:
+    """Default for `digits compile --output-file`."""
+    extension = "yaml" if target == "kubeflow" else "json"
+    return os.path.join(OUTPUT_ROOT, target, f"{name}_pipeline.{extension}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +147,25 @@ class Settings:
     data_root: Optional[str] = None
     schema_path: Optional[str] = None
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
-    model_name: str = features.MODEL_NAME
+    model_name: str = PIPELINE_NAME
+    """The served model's name and the pipeline's (its runs, artifacts and ML Metadata context)."""
+    labels_file: Optional[str] = None
+    """The class names, one per line (default: `labels.txt` beside the data, if there is one; else the
+    digits 0-9)."""
+    warm_start: bool = False
+
+    def __post_init__(self) -> None:
+        check_name(self.model_name)
+
+
+def check_name(name: str) -> str:
+    """A model (and pipeline) name as Kubeflow takes it; the name itself, or ValueError saying why."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"model name {name!r}: use lower-case letters, digits and '-', starting with a letter or digit "
+            "(it also names the pipeline, and Kubeflow requires that)"
+        )
+    return name
 
 
 def beam_args(extra: Optional[List[str]] = None) -> Tuple[str, ...]:
@@ -108,6 +182,9 @@ def settings(
     schema_path: Optional[str] = None,
     beam_arg: Optional[List[str]] = None,
     min_accuracy: Optional[float] = None,
+    model_name: Optional[str] = None,
+    labels_file: Optional[str] = None,
+    warm_start: Optional[bool] = None,
     **trainer_overrides: Any,
 ) -> Settings:
     """The profile named (default: DEFAULT_PROFILE), with every override that is not None (trainer
@@ -121,18 +198,21 @@ def settings(
         data_root=data_root,
         schema_path=schema_path,
         beam_args=beam_args(beam_arg),
+        model_name=model_name or chosen.model_name,
+        labels_file=labels_file or chosen.labels_file,
+        warm_start=chosen.warm_start if warm_start is None else warm_start,
     )
 
 
-def pipeline_root(output_root: str) -> str:
-    return os.path.join(output_root, "pipelines", PIPELINE_NAME)
+def pipeline_root(output_root: str, name: str = PIPELINE_NAME) -> str:
+    return os.path.join(output_root, "pipelines", name)
 
 
-def metadata_path(output_root: str) -> str:
-    return os.path.join(output_root, "metadata", PIPELINE_NAME, "metadata.db")
+def metadata_path(output_root: str, name: str = PIPELINE_NAME) -> str:
+    return os.path.join(output_root, "metadata", name, "metadata.db")
 
 
-def serving_model_dir(output_root: str, model_name: str = features.MODEL_NAME) -> str:
+def serving_model_dir(output_root: str, model_name: str = PIPELINE_NAME) -> str:
     """The Pusher's base directory for a model: versions go directly below it."""
     return os.path.join(output_root, "serving_model", model_name)
 
@@ -149,19 +229,42 @@ class PipelineValues(TypedDict):
     split_buckets: SplitBuckets
     record_limits: Dict[str, int]
     beam_pipeline_args: List[str]
+    canary: CanarySettings
+    warm_start: bool
 
 
-def pipeline_values(settings: Settings) -> PipelineValues:
+def tf_file_exists(path: str) -> bool:
+    """Local paths and buckets alike (TensorFlow's file system); False where it cannot be read."""
+    import tensorflow as tf
+
+    try:
+        return bool(tf.io.gfile.exists(path))
+    except tf.errors.OpError:
+        return False
+
+
+def class_names(settings: Settings, data_root: str) -> Tuple[str, ...]:
+    """The class names the model will answer with: the labels file named, or `labels.txt` beside the
+    data when it can be read from here, or the digits."""
+    path = settings.labels_file or os.path.join(data_root, DATASET_LABELS)
+    if settings.labels_file or tf_file_exists(path):
+        return read_class_names(path)
+    return tuple(features.CLASS_LABELS)
+
+
+def pipeline_values(settings: Settings, data_root: str) -> PipelineValues:
     """What `create_pipeline` takes from the settings and from the knobs above, for every runner."""
     limits = {features.TRAIN_SPLIT: settings.profile.train_limit, features.TEST_SPLIT: settings.profile.test_limit}
     return {
-        "pipeline_name": PIPELINE_NAME,
+        "pipeline_name": settings.model_name,
         "preprocessing_fn": PREPROCESSING_FN,
         "run_fn": RUN_FN,
-        "trainer_config": settings.trainer,
+        "trainer_config": dataclasses.replace(settings.trainer, class_names=class_names(settings, data_root)),
         "min_accuracy": settings.min_accuracy,
         "max_accuracy_drop": MAX_ACCURACY_DROP,
         "split_buckets": SPLIT_BUCKETS,
         "record_limits": {split: limit for split, limit in limits.items() if limit is not None},
         "beam_pipeline_args": list(settings.beam_args),
+        "canary": CANARY,
+        "warm_start": settings.warm_start,
     }

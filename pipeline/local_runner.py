@@ -10,34 +10,50 @@ default settings.
 
 import os
 import sys
+from typing import Optional
 
 if __name__ == "__main__" and not __package__:
     # Run as a script (TFX's CLI does): its own folder would shadow the `pipeline` package.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tfx import v1 as tfx
+from tfx.proto.orchestration import pipeline_pb2
 
 from pipeline import configs
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import ALWAYS_RUN, create_pipeline
 
 
 def build(settings: configs.Settings, output_root: str, enable_cache: bool = True) -> tfx.dsl.Pipeline:
-    metadata_path = configs.metadata_path(output_root)
+    metadata_path = configs.metadata_path(output_root, settings.model_name)
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
+    data_root = settings.data_root or configs.DATA_ROOT
     return create_pipeline(
-        pipeline_root=configs.pipeline_root(output_root),
-        data_root=settings.data_root or configs.DATA_ROOT,
+        pipeline_root=configs.pipeline_root(output_root, settings.model_name),
+        data_root=data_root,
         schema_path=settings.schema_path or configs.SCHEMA_PATH,
         serving_model_dir=configs.serving_model_dir(output_root, settings.model_name),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
         enable_cache=enable_cache,
-        **configs.pipeline_values(settings),
+        **configs.pipeline_values(settings, data_root),
     )
+
+
+class LocalDagRunner(tfx.orchestration.LocalDagRunner):
+    """TFX's LocalDagRunner, with caching off for the ALWAYS_RUN nodes: TFX sets caching for a whole
+    pipeline, and its launcher honours it per node. (`run` stays TFX's own, which TFX's CLI intercepts.)"""
+
+    def run_with_ir(
+        self, pipeline: pipeline_pb2.Pipeline, run_options: Optional[pipeline_pb2.RunOptions] = None
+    ) -> None:
+        for node in pipeline.nodes:
+            if node.pipeline_node.node_info.id in ALWAYS_RUN:
+                node.pipeline_node.execution_options.caching_options.enable_cache = False
+        super().run_with_ir(pipeline, run_options)
 
 
 def run(settings: configs.Settings, output_root: str = configs.OUTPUT_ROOT, enable_cache: bool = True) -> None:
     """Runs every component in order; raises on the first that fails."""
-    tfx.orchestration.LocalDagRunner().run(build(settings, output_root, enable_cache))
+    LocalDagRunner().run(build(settings, output_root, enable_cache))
 
 
 if __name__ == "__main__":

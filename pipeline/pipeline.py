@@ -1,5 +1,7 @@
 """The digits TFX pipeline: wiring of the components, and nothing else. Knobs live in configs.py."""
 
+import json
+import os
 from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -7,13 +9,22 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
-from components.anomaly_gate import AnomalyGate, ValidatedStatistics
+from components.anomaly_gate import AnomalyGate
+from components.baseline import Evaluator, ServedBaseline
+from components.canary import ServingCanary
 from components.digit_example_gen import DigitExampleGen, detect_input_config
 from components.digit_example_gen.component import has_unlabeled
 from components.kaggle_submission import KaggleSubmission
+from components.model_card import ModelCard
 from models import features
 from models.config import TrainerConfig
-from pipeline.configs import SplitBuckets
+from pipeline.configs import CanarySettings, SplitBuckets
+
+ALWAYS_RUN = ("ServedBaseline", "AnomalyGate")
+"""Nodes that read state outside their inputs (the served model, the last validated statistics): a
+cached result would be stale, so every runner runs them every time."""
+REFERENCE_FILE = "validated_statistics_reference.txt"
+"""Under the pipeline root: names the last statistics that passed AnomalyGate (its drift reference)."""
 
 
 def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
@@ -63,12 +74,15 @@ def create_pipeline(
     split_buckets: SplitBuckets,
     record_limits: Dict[str, int],
     beam_pipeline_args: List[str],
+    canary: CanarySettings,
+    warm_start: bool,
     input_config: Optional[example_gen_pb2.Input] = None,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Ingest -> statistics -> validate against the curated schema and the last validated data ->
-    transform -> train -> evaluate against the bar and the last blessed model -> push if blessed."""
+    transform -> train -> evaluate against the bar and the served model, and serve it in a canary ->
+    push if both blessed it."""
     input_config = input_config or detect_input_config(data_root)
     example_gen = DigitExampleGen(
         input_base=data_root,
@@ -91,16 +105,12 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema, exclude_splits=unlabeled
     )
-    # The statistics of the last data that passed the gate (none on a pipeline's first run).
-    reference_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        statistics=tfx.dsl.Channel(type=ValidatedStatistics),
-    ).with_id("latest_validated_statistics_resolver")
+    # Drift is judged against the statistics of the last data that passed the gate (none at first).
     anomaly_gate = AnomalyGate(
         anomalies=example_validator.outputs["anomalies"],
         statistics=statistics_gen.outputs["statistics"],
         schema=schema,
-        reference_statistics=reference_resolver.outputs["statistics"],
+        reference=os.path.join(pipeline_root, REFERENCE_FILE),
     )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -112,31 +122,51 @@ def create_pipeline(
         disable_statistics=True,  # Pre/post-transform statistics: nothing reads them.
     )
     transform.add_upstream_node(anomaly_gate)
+    # The model being served (none on a pipeline's first run): the candidate's baseline, and with warm
+    # start the weights it starts from.
+    baseline = ServedBaseline(serving_model_dir=serving_model_dir)
     trainer = tfx.components.Trainer(
         run_fn=run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
+        base_model=baseline.outputs["baseline"] if warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
         custom_config=trainer_config.as_custom_config(),
     )
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"],
+        baseline_model=baseline.outputs["baseline"],
         schema=schema,
         eval_config=eval_config(min_accuracy, max_accuracy_drop),
         example_splits=[features.TEST_SPLIT],
     )
-    pusher = tfx.components.Pusher(
+    # Served by a real model server, answering as exported and fast enough (InfraValidator's contract).
+    serving_canary = ServingCanary(
         model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        model_name=pipeline_name,
+        latency_budget_ms=canary.latency_budget_ms,
+        requests=canary.requests,
+    )
+    # What the Pusher pushes: the candidate, with its model card in assets.extra/.
+    model_card = ModelCard(
+        model=trainer.outputs["model"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_canary.outputs["blessing"],
+        baseline=baseline.outputs["baseline"],
+        examples=example_gen.outputs["examples"],
+        schema=schema,
+        model_name=pipeline_name,
+        trainer_config=json.dumps(trainer_config.as_custom_config(), sort_keys=True),
+    )
+    pusher = tfx.components.Pusher(
+        model=model_card.outputs["carded_model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_canary.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
@@ -147,12 +177,13 @@ def create_pipeline(
         statistics_gen,
         schema_gen,
         example_validator,
-        reference_resolver,
         anomaly_gate,
         transform,
         trainer,
-        baseline_resolver,
+        baseline,
         evaluator,
+        serving_canary,
+        model_card,
         pusher,
     ]
     if has_unlabeled(input_config):

@@ -6,7 +6,7 @@ from an earlier run) are reported just like freshly executed ones.
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import ml_metadata as mlmd
 import tensorflow_model_analysis as tfma
@@ -14,7 +14,10 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 from tfx import v1 as tfx
 
-from components.kaggle_submission import SUBMISSION_FILE, WRITTEN, Submission
+from components.artifacts import Submission
+from components.canary import REASON
+from components.kaggle_submission import SUBMISSION_FILE, WRITTEN
+from components.model_card import CARD_JSON
 
 ACCURACY = "sparse_categorical_accuracy"
 
@@ -37,6 +40,11 @@ class RunSummary:
     trainer_logs: Optional[str] = None
     submission: Optional[str] = None
     """Kaggle's submission.csv, when the data had unlabeled digits and the model was blessed."""
+    model_card: Optional[str] = None
+    """The candidate's model card (JSON; the Markdown beside it), as the Pusher pushed it with the model."""
+    canary_passed: Optional[bool] = None
+    canary: Optional[str] = None
+    """What the serving canary found: how fast the candidate served, or why it was refused."""
     report: Optional[str] = None
     component_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -46,11 +54,14 @@ class RunSummary:
         out = [
             f"test accuracy      {accuracy}",
             f"blessed            {'yes' if self.blessed else 'no'}",
+            f"serving canary     {self.canary or 'n/a'}",
             f"pushed             {pushed}",
             f"model              {self.model_uri}",
             f"evaluation (TFMA)  {self.evaluation_uri}",
             f"training logs      {self.trainer_logs}  (TensorBoard, metrics.csv)",
         ]
+        if self.model_card:
+            out.append(f"model card         {self.model_card.removesuffix('.json')}.md")
         if self.submission:
             out.append(f"Kaggle submission  {self.submission}")
         if self.report:
@@ -87,10 +98,22 @@ def overall_accuracy(evaluation_uri: str, model_name: str = tfma.CANDIDATE_KEY) 
     return None
 
 
+def describe_canary(blessing: metadata_store_pb2.Artifact) -> Tuple[bool, str]:
+    """(passed, one line) from ServingCanary's InfraBlessing."""
+    props = blessing.custom_properties
+    if props["blessed"].int_value != 1:
+        return False, f"refused: {props[REASON].string_value}"
+    latency = ", ".join(
+        f"{protocol} {props[f'{key}_p99_ms'].double_value:.1f} ms"
+        for protocol, key in (("REST", "rest"), ("gRPC", "grpc"))
+        if f"{key}_p99_ms" in props
+    )
+    return True, f"passed: AVAILABLE after {props['start_seconds'].double_value:.1f} s; one digit p99 {latency}"
+
+
 def _summarise(store: mlmd.MetadataStore, run: metadata_store_pb2.Context) -> RunSummary:
     type_names = {t.id: t.name for t in store.get_artifact_types()}
     executions = store.get_executions_by_context(run.id)
-    # Transform also outputs Examples, ExampleStatistics and Schema: only its TransformGraph is wanted.
     producers = {
         event.artifact_id: event.execution_id
         for event in store.get_events_by_execution_ids([e.id for e in executions])
@@ -100,8 +123,13 @@ def _summarise(store: mlmd.MetadataStore, run: metadata_store_pb2.Context) -> Ru
     latest: Dict[str, metadata_store_pb2.Artifact] = {}
     for artifact in sorted(store.get_artifacts_by_context(run.id), key=lambda a: a.id):
         producer = execution_type.get(producers.get(artifact.id), "")
-        if not producer.endswith("Transform") or type_names[artifact.type_id] == "TransformGraph":
-            latest[type_names[artifact.type_id]] = artifact
+        kind = type_names[artifact.type_id]
+        if producer.endswith("Transform") and kind != "TransformGraph":
+            continue  # Transform also outputs Examples, ExampleStatistics and Schema.
+        if kind == "Model" and not producer.endswith("Trainer"):
+            # ServedBaseline's copy of the served model, ModelCard's copy of the candidate with its card.
+            kind = "CardedModel" if producer.endswith("ModelCard") else "BaselineModel"
+        latest[kind] = artifact
     summary = RunSummary(run_id=run.name)
     if executions:
         start = min(e.create_time_since_epoch for e in executions)
@@ -117,6 +145,10 @@ def _summarise(store: mlmd.MetadataStore, run: metadata_store_pb2.Context) -> Ru
         summary.accuracy = overall_accuracy(summary.evaluation_uri)
     if "ModelBlessing" in latest:
         summary.blessed = latest["ModelBlessing"].custom_properties["blessed"].int_value == 1
+    if "CardedModel" in latest:
+        summary.model_card = os.path.join(latest["CardedModel"].uri, "Format-Serving", CARD_JSON)
+    if "InfraBlessing" in latest:
+        summary.canary_passed, summary.canary = describe_canary(latest["InfraBlessing"])
     submission = latest.get(Submission.TYPE_NAME)
     if submission is not None and submission.custom_properties[WRITTEN].int_value:
         summary.submission = os.path.join(submission.uri, SUBMISSION_FILE)

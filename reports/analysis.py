@@ -1,7 +1,7 @@
-"""The numbers behind a run report: confusion matrix, per-digit precision/recall/F1, the mistakes."""
+"""The numbers behind a run report: confusion matrix, per-class precision/recall/F1, the mistakes."""
 
 import dataclasses
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -23,15 +23,16 @@ def row_normalised(matrix: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class ClassScores:
-    digit: str
+    name: str
+    """The class's name (a digit, or a dataset's own name), or `macro avg` / `accuracy`."""
     precision: float
     recall: float
     f1: float
     support: int
 
 
-def classification_report(matrix: np.ndarray) -> List[ClassScores]:
-    """Precision, recall, F1 and support per digit, then their macro average and accuracy (as
+def classification_report(matrix: np.ndarray, names: Sequence[str] = tuple(features.CLASS_LABELS)) -> List[ClassScores]:
+    """Precision, recall, F1 and support per class, then their macro average and accuracy (as
     scikit-learn's classification_report; 0 where a ratio has no denominator)."""
     correct = np.diag(matrix).astype(float)
     predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
@@ -39,7 +40,7 @@ def classification_report(matrix: np.ndarray) -> List[ClassScores]:
     recall = np.divide(correct, support, out=np.zeros_like(correct), where=support > 0)
     both = precision + recall
     f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(correct), where=both > 0)
-    rows = [ClassScores(str(d), precision[d], recall[d], f1[d], int(support[d])) for d in range(len(matrix))]
+    rows = [ClassScores(names[d], precision[d], recall[d], f1[d], int(support[d])) for d in range(len(matrix))]
     total = int(support.sum())
     rows.append(ClassScores("macro avg", precision.mean(), recall.mean(), f1.mean(), total))
     accuracy = correct.sum() / total if total else 0.0
@@ -48,8 +49,9 @@ def classification_report(matrix: np.ndarray) -> List[ClassScores]:
 
 
 def report_text(rows: List[ClassScores]) -> str:
-    lines = [f"{'':>10} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>8}"]
-    lines += [f"{r.digit:>10} {r.precision:9.4f} {r.recall:9.4f} {r.f1:9.4f} {r.support:8d}" for r in rows]
+    width = max(10, *(len(r.name) for r in rows))
+    lines = [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>8}"]
+    lines += [f"{r.name:>{width}} {r.precision:9.4f} {r.recall:9.4f} {r.f1:9.4f} {r.support:8d}" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,8 @@ import numpy as np
 from models import features
 
 DPI = 80
-DIGITS = list(range(features.NUM_CLASSES))
+CLASSES = list(range(features.NUM_CLASSES))
+DIGIT_NAMES = tuple(features.CLASS_LABELS)
 
 
 def _save(fig: plt.Figure, path: str) -> str:
@@ -50,9 +51,14 @@ def training_curves(epochs: Sequence[Dict[str, float]], path: str) -> str:
     return _save(fig, path)
 
 
-def confusion_matrices(counts: np.ndarray, normalised: np.ndarray, path: str) -> str:
-    """Counts and row-normalised fractions side by side; rows are the true digits."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+def confusion_matrices(
+    counts: np.ndarray, normalised: np.ndarray, path: str, names: Sequence[str] = DIGIT_NAMES
+) -> str:
+    """Counts and row-normalised fractions side by side; rows are the true classes."""
+    long_names = max(map(len, names)) > 2
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5) if long_names else (11, 4.8))
+    if long_names:  # Room for the right panel's class names beside the left one.
+        fig.subplots_adjust(wspace=0.45)
     for ax, values, title, fmt in (
         (axes[0], counts, "counts", "{:d}"),
         (axes[1], normalised, "row-normalised (recall on the diagonal)", "{:.3f}"),
@@ -60,8 +66,8 @@ def confusion_matrices(counts: np.ndarray, normalised: np.ndarray, path: str) ->
         shown = np.log1p(counts) if values is counts else values
         ax.imshow(shown, cmap="Blues")
         high = shown.max() * 0.6
-        for t in DIGITS:
-            for p in DIGITS:
+        for t in CLASSES:
+            for p in CLASSES:
                 if counts[t, p]:
                     text = fmt.format(values[t, p].item())
                     ax.text(
@@ -73,18 +79,24 @@ def confusion_matrices(counts: np.ndarray, normalised: np.ndarray, path: str) ->
                         fontsize=6.5,
                         color="white" if shown[t, p] > high else "black",
                     )
-        ax.set_xticks(DIGITS)
-        ax.set_yticks(DIGITS)
-        ax.set_xlabel("predicted digit")
-        ax.set_ylabel("true digit")
+        ax.set_xticks(CLASSES, names, rotation=90 if long_names else 0)
+        ax.set_yticks(CLASSES, names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
         ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 
 def mistakes_grid(
-    pixels: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, indices: np.ndarray, path: str, columns: int = 10
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    indices: np.ndarray,
+    path: str,
+    names: Sequence[str] = DIGIT_NAMES,
+    columns: int = 10,
 ) -> str:
-    """Misclassified digits, in the order given (most confident first): true, predicted, confidence."""
+    """Misclassified pictures, in the order given (most confident first): true, predicted, confidence."""
     rows = max(1, -(-len(indices) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.35), squeeze=False)
     for ax in axes.flat:
@@ -92,7 +104,8 @@ def mistakes_grid(
     for ax, i in zip(axes.flat, indices):
         predicted = int(probabilities[i].argmax())
         ax.axis("on")
-        _digit_axes(ax, pixels[i], f"{labels[i]}→{predicted} {probabilities[i, predicted]:.0%}", "firebrick")
+        title = f"{names[labels[i]]}→{names[predicted]} {probabilities[i, predicted]:.0%}"
+        _digit_axes(ax, pixels[i], title, "firebrick")
     fig.suptitle("true → predicted (confidence)", fontsize=9)
     return _save(fig, path)
 
@@ -116,33 +129,38 @@ def feature_maps(pixels: np.ndarray, blocks: List[Tuple[str, np.ndarray]], path:
     return _save(fig, path)
 
 
-def samples_per_class(pixels: np.ndarray, labels: np.ndarray, path: str, per_class: int = 10) -> str:
-    """The first `per_class` training digits of each class, one row per digit."""
+def samples_per_class(
+    pixels: np.ndarray, labels: np.ndarray, path: str, names: Sequence[str] = DIGIT_NAMES, per_class: int = 10
+) -> str:
+    """The first `per_class` training pictures of each class, one row per class."""
     fig, axes = plt.subplots(
         features.NUM_CLASSES, per_class, figsize=(per_class * 0.7, features.NUM_CLASSES * 0.7), squeeze=False
     )
-    for digit in DIGITS:
-        chosen = np.flatnonzero(labels == digit)[:per_class]
-        for k, ax in enumerate(axes[digit]):
+    for label in CLASSES:
+        chosen = np.flatnonzero(labels == label)[:per_class]
+        for k, ax in enumerate(axes[label]):
             if k < len(chosen):
                 _digit_axes(ax, pixels[chosen[k]])
             else:
                 ax.axis("off")
-        axes[digit][0].set_ylabel(str(digit), rotation=0, ha="right", va="center")
+        axes[label][0].set_ylabel(names[label], rotation=0, ha="right", va="center")
     return _save(fig, path)
 
 
-def label_distribution(counts: Dict[str, np.ndarray], path: str) -> str:
-    """Examples per digit in each split, as a share of the split so that splits of any size compare."""
+def label_distribution(counts: Dict[str, np.ndarray], path: str, names: Sequence[str] = DIGIT_NAMES) -> str:
+    """Examples per class in each split, as a share of the split so that splits of any size compare."""
     fig, ax = plt.subplots(figsize=(8, 3))
     width = 0.8 / max(1, len(counts))
-    for k, (split, per_digit) in enumerate(counts.items()):
-        share = per_digit / max(1, per_digit.sum())
+    for k, (split, per_class) in enumerate(counts.items()):
+        share = per_class / max(1, per_class.sum())
         ax.bar(
-            np.array(DIGITS) + (k - (len(counts) - 1) / 2) * width, share, width, label=f"{split} ({per_digit.sum():,})"
+            np.array(CLASSES) + (k - (len(counts) - 1) / 2) * width,
+            share,
+            width,
+            label=f"{split} ({per_class.sum():,})",
         )
-    ax.set_xticks(DIGITS)
-    ax.set_xlabel("digit")
+    ax.set_xticks(CLASSES, names)
+    ax.set_xlabel("class")
     ax.set_ylabel("share of split")
     ax.legend(fontsize=8, ncol=len(counts), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.grid(axis="y", alpha=0.3)

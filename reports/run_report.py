@@ -8,10 +8,11 @@ import csv
 import dataclasses
 import datetime
 import html
+import json
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +21,8 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from models import features
+from models import features, robustness
+from models.config import read_class_names
 from models.model import METRICS_CSV, trained_model
 from pipeline import configs, summary
 from reports import analysis, figures
@@ -32,7 +34,7 @@ SAMPLES_READ_PER_SPLIT = 2000
 """Training digits decoded for the sample grid (labels are counted over the whole split)."""
 PREDICT_BATCH = 1000
 LATEST = "latest"
-"""`<output>/reports/latest`: a link to the newest report."""
+"""`<output>/reports/<name>/latest`: a link to the newest report of a pipeline."""
 
 
 class ReportError(RuntimeError):
@@ -47,8 +49,8 @@ class Digits:
     """int64 [total]: every example of the split."""
 
 
-def reports_root(output_root: str) -> str:
-    return os.path.join(output_root, "reports")
+def reports_root(output_root: str, name: str = configs.PIPELINE_NAME) -> str:
+    return os.path.join(output_root, "reports", name)
 
 
 def read_split(examples_uri: str, split: str, pixels_limit: Optional[int] = None) -> Digits:
@@ -72,9 +74,20 @@ def read_split(examples_uri: str, split: str, pixels_limit: Optional[int] = None
     return Digits(images.reshape(-1, features.IMAGE_SIZE, features.IMAGE_SIZE), np.concatenate(labels))
 
 
+def serving_model(model_uri: str) -> str:
+    """The SavedModel inside a Trainer's Model artifact."""
+    return os.path.join(model_uri, "Format-Serving")
+
+
+def class_names(model_uri: str) -> Tuple[str, ...]:
+    """The names the model answers with (its `assets.extra/labels.txt`; digits for models without)."""
+    path = os.path.join(serving_model(model_uri), features.CLASS_NAMES_FILE)
+    return read_class_names(path) if tf.io.gfile.exists(path) else tuple(features.CLASS_LABELS)
+
+
 def predict(model_uri: str, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities from the exported model's raw-pixel signature: the path clients use."""
-    signature = tf.saved_model.load(os.path.join(model_uri, "Format-Serving")).signatures[features.IMAGES_SIGNATURE]
+    signature = tf.saved_model.load(serving_model(model_uri)).signatures[features.IMAGES_SIGNATURE]
     out = [
         signature(**{features.IMAGES_INPUT: tf.constant(pixels[i : i + PREDICT_BATCH], tf.float32)})[
             features.PROBABILITIES_OUTPUT
@@ -127,16 +140,16 @@ def _move_into_place(staging: str, final: str) -> None:
     os.replace(tmp_link, link)
 
 
-def write_report(output_root: str, run: Optional[summary.RunSummary] = None) -> str:
-    """Builds the report of `run` (default: the newest evaluated run under `output_root`); returns
-    the path of its index.html."""
+def write_report(output_root: str, run: Optional[summary.RunSummary] = None, name: str = configs.PIPELINE_NAME) -> str:
+    """Builds the report of `run` (default: the newest evaluated run of pipeline `name` under
+    `output_root`); returns the path of its index.html."""
     if run is None:
-        metadata = configs.metadata_path(output_root)
+        metadata = configs.metadata_path(output_root, name)
         if not os.path.exists(metadata):
-            raise ReportError(f"no pipeline runs under {output_root} (no {metadata})")
+            raise ReportError(f"no runs of pipeline {name!r} under {output_root} (no {metadata})")
         run = summary.latest_run(metadata, evaluated=True)
     evaluated = _Evaluated.of(run)
-    root = reports_root(output_root)
+    root = reports_root(output_root, name)
     os.makedirs(root, exist_ok=True)
     final = os.path.join(root, evaluated.run_id.replace(":", "-"))
     staging = tempfile.mkdtemp(prefix=".staging-", dir=root)
@@ -181,22 +194,23 @@ def _write_contents(run: _Evaluated, folder: str) -> None:
     evaluation = read_split(run.examples_uri, features.EVAL_SPLIT, 0)
     logging.info("Report: predicting %d test digits with %s", len(test.labels), run.model_uri)
     probabilities = predict(run.model_uri, test.pixels)
+    names = class_names(run.model_uri)
     predicted = probabilities.argmax(axis=1)
     matrix = analysis.confusion_matrix(test.labels, predicted)
-    scores = analysis.classification_report(matrix)
+    scores = analysis.classification_report(matrix, names)
     pairs = analysis.confusion_pairs(matrix, CONFUSION_PAIRS_SHOWN)
     mistakes = analysis.worst_mistakes(test.labels, probabilities, MISTAKES_SHOWN)
 
     logging.info("Report: drawing figures")
     epochs = _read_metrics_csv(run.trainer_logs)
     figures.training_curves(epochs, out("training_curves.png"))
-    figures.confusion_matrices(matrix, analysis.row_normalised(matrix), out("confusion_matrix.png"))
-    figures.mistakes_grid(test.pixels, test.labels, probabilities, mistakes, out("mistakes.png"))
+    figures.confusion_matrices(matrix, analysis.row_normalised(matrix), out("confusion_matrix.png"), names)
+    figures.mistakes_grid(test.pixels, test.labels, probabilities, mistakes, out("mistakes.png"), names)
     samples = np.array([np.flatnonzero(test.labels == d)[0] for d in range(3) if (test.labels == d).any()])
     samples = samples[:FEATURE_MAP_SAMPLES]
     blocks = conv_block_outputs(run.trainer_logs, run.transform_graph_uri, test.pixels[samples])
     figures.feature_maps(test.pixels[samples], blocks, out("feature_maps.png"))
-    figures.samples_per_class(train.pixels, train.labels[: len(train.pixels)], out("samples_per_class.png"))
+    figures.samples_per_class(train.pixels, train.labels[: len(train.pixels)], out("samples_per_class.png"), names)
     counts = {
         split: np.bincount(digits.labels, minlength=features.NUM_CLASSES)
         for split, digits in (
@@ -205,25 +219,44 @@ def _write_contents(run: _Evaluated, folder: str) -> None:
             (features.TEST_SPLIT, test),
         )
     }
-    figures.label_distribution(counts, out("label_distribution.png"))
+    figures.label_distribution(counts, out("label_distribution.png"), names)
 
     _write_csv(
         out("classification_report.csv"),
-        ["digit", "precision", "recall", "f1", "support"],
-        [[s.digit, f"{s.precision:.6f}", f"{s.recall:.6f}", f"{s.f1:.6f}", s.support] for s in scores],
+        ["class", "precision", "recall", "f1", "support"],
+        [[s.name, f"{s.precision:.6f}", f"{s.recall:.6f}", f"{s.f1:.6f}", s.support] for s in scores],
     )
     with open(out("classification_report.txt"), "w") as f:
         f.write(analysis.report_text(scores))
     _write_csv(
         out("confusion_matrix.csv"),
-        ["true\\predicted"] + [str(d) for d in range(features.NUM_CLASSES)],
-        [[d] + matrix[d].tolist() for d in range(features.NUM_CLASSES)],
+        ["true\\predicted", *names],
+        [[names[d]] + matrix[d].tolist() for d in range(features.NUM_CLASSES)],
     )
-    _write_csv(out("confusion_pairs.csv"), ["true", "predicted", "count"], [list(p) for p in pairs])
+    named_pairs = [(names[t], names[p], n) for t, p, n in pairs]
+    _write_csv(out("confusion_pairs.csv"), ["true", "predicted", "count"], [list(p) for p in named_pairs])
     baseline = summary.overall_accuracy(run.evaluation_uri, model_name=tfma.BASELINE_KEY)
-    page = _html(run, baseline, float(np.mean(predicted == test.labels)), scores, pairs, counts, epochs)
+    robust = _robustness_rows(run.run.model_card, out("model_card.md"))
+    page = _html(
+        run, baseline, float(np.mean(predicted == test.labels)), scores, named_pairs, counts, epochs, names, robust
+    )
     with open(out("index.html"), "w", encoding="utf-8") as f:
         f.write(page)
+
+
+def _robustness_rows(card_json: Optional[str], copy_to: str) -> str:
+    """The model card's robustness figures as table rows (the card's Markdown copied beside the report)."""
+    if not card_json or not tf.io.gfile.exists(card_json):
+        return ""
+    tf.io.gfile.copy(card_json.removesuffix(".json") + ".md", copy_to, overwrite=True)
+    with tf.io.gfile.GFile(card_json) as f:
+        figures = json.load(f)["known_weaknesses"]["robustness"]
+    clean = figures["clean"]
+    return f"<tr><td>clean</td><td>{clean:.2%}</td><td></td></tr>" + "".join(
+        f"<tr><td>{html.escape(robustness.DESCRIPTIONS[k])}</td><td>{figures[k]:.2%}</td>"
+        f"<td>{100 * (figures[k] - clean):+.2f} points</td></tr>"
+        for k in robustness.PERTURBATIONS
+    )
 
 
 def _percent(value: Optional[float]) -> str:
@@ -235,9 +268,11 @@ def _html(
     baseline: Optional[float],
     recomputed: float,
     scores: List[analysis.ClassScores],
-    pairs: List[Tuple[int, int, int]],
+    pairs: List[Tuple[str, str, int]],
     counts: Dict[str, np.ndarray],
     epochs: List[Dict[str, float]],
+    names: Sequence[str],
+    robust: str,
 ) -> str:
     e = html.escape
     run = evaluated.run
@@ -246,24 +281,25 @@ def _html(
     cards = [
         ("test accuracy (TFMA)", _percent(run.accuracy)),
         ("blessed", "yes" if run.blessed else "no"),
+        ("serving canary", "n/a" if run.canary_passed is None else ("passed" if run.canary_passed else "refused")),
         ("model version", version),
         ("run time", minutes),
         ("baseline accuracy", _percent(baseline) if baseline is not None else "none (first model)"),
         ("epochs", str(len(epochs))),
     ]
     score_rows = "".join(
-        f"<tr><td>{e(s.digit)}</td><td>{s.precision:.4f}</td><td>{s.recall:.4f}</td><td>{s.f1:.4f}</td>"
+        f"<tr><td>{e(s.name)}</td><td>{s.precision:.4f}</td><td>{s.recall:.4f}</td><td>{s.f1:.4f}</td>"
         f"<td>{s.support:,}</td></tr>"
         for s in scores
     )
-    pair_rows = "".join(f"<tr><td>{t}</td><td>{p}</td><td>{n}</td></tr>" for t, p, n in pairs) or (
+    pair_rows = "".join(f"<tr><td>{e(t)}</td><td>{e(p)}</td><td>{n}</td></tr>" for t, p, n in pairs) or (
         "<tr><td colspan=3>no mistakes</td></tr>"
     )
     split_rows = "".join(
         f"<tr><td>{e(split)}</td><td>{c.sum():,}</td>" + "".join(f"<td>{v:,}</td>" for v in c) + "</tr>"
         for split, c in counts.items()
     )
-    digits_header = "".join(f"<th>{d}</th>" for d in range(features.NUM_CLASSES))
+    classes_header = "".join(f"<th>{e(name)}</th>" for name in names)
     created = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>digits run {e(evaluated.run_id)}</title>
@@ -282,6 +318,8 @@ img {{ max-width: 100%; }} code {{ font-size: .85em; }} .note {{ color: #666; fo
 exported model's <code>{features.IMAGES_SIGNATURE}</code> signature: {_percent(recomputed)}.
 Model <code>{e(evaluated.model_uri)}</code>; TFMA output <code>{e(evaluated.evaluation_uri)}</code>; report written
 {created}.</p>
+<p class="note">Serving canary (the candidate in a model server subprocess, every signature over REST and
+gRPC): {e(run.canary or "not run")}.</p>
 <h2>Training curves</h2><img src="training_curves.png" alt="training curves">
 <p class="note">Per epoch from the Trainer's <code>metrics.csv</code>; training figures are on augmented batches.</p>
 <h2>Confusion matrix (test split)</h2><img src="confusion_matrix.png" alt="confusion matrix">
@@ -293,10 +331,18 @@ Model <code>{e(evaluated.model_uri)}</code>; TFMA output <code>{e(evaluated.eval
 <h3>Most frequent confusions</h3>
 <table><tr><th>true</th><th>predicted</th><th>count</th></tr>{pair_rows}</table>
 <h3>Most confident mistakes</h3><img src="mistakes.png" alt="misclassified digits">
+<h2>Robustness</h2>
+{
+        f'''<table><tr><th>test digits</th><th>accuracy</th><th>against clean</th></tr>{robust}</table>
+<p class="note">The first test digits (seeded perturbations, the same for every model), from the
+<a href="model_card.md">model card</a> pushed with the model.</p>'''
+        if robust
+        else "<p class=note>no model card</p>"
+    }
 <h2>Feature maps</h2><img src="feature_maps.png" alt="feature maps">
 <p class="note">The first 8 channels of the last convolution of each block, for a few test digits.</p>
 <h2>Data</h2>
-<table><tr><th>split</th><th>total</th>{digits_header}</tr>{split_rows}</table>
+<table><tr><th>split</th><th>total</th>{classes_header}</tr>{split_rows}</table>
 <img src="label_distribution.png" alt="label distribution">
 <h3>Sample training digits per class</h3><img src="samples_per_class.png" alt="sample digits">
 </body></html>

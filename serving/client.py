@@ -19,17 +19,32 @@ from serving import errors
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     digit: int
-    """The digit read, or features.NO_DIGIT where a picture holds none."""
+    """The class read (the digit, for digits), or features.NO_DIGIT where a picture holds none."""
     confidence: float
     probabilities: List[float]
+    label: str = ""
+    """The class's name as the model gives it ("7", or a dataset's own name such as "Sneaker")."""
 
     @classmethod
-    def from_outputs(cls, probabilities: Sequence[float], digit: Optional[int] = None) -> "Prediction":
-        """From a signature's outputs: its `digit` where it has one, else the likeliest class."""
+    def from_outputs(
+        cls, probabilities: Sequence[float], digit: Optional[int] = None, label: Any = None
+    ) -> "Prediction":
+        """From a signature's outputs: its `digit` where it has one, else the likeliest class; its
+        `class_name` where it has one (models exported before class names answer with the digit)."""
         probabilities = [float(p) for p in probabilities]
         digit = int(np.argmax(probabilities)) if digit is None else int(digit)
         confidence = 0.0 if digit == features.NO_DIGIT else probabilities[digit]
-        return cls(digit, confidence, probabilities)
+        if isinstance(label, bytes):
+            label = label.decode("utf-8")
+        name = "" if digit == features.NO_DIGIT else (label or str(digit))
+        return cls(digit, confidence, probabilities, name)
+
+    @classmethod
+    def from_row(cls, row: Dict[str, Any]) -> "Prediction":
+        """From one entry of a REST answer's `predictions`."""
+        return cls.from_outputs(
+            row[features.PROBABILITIES_OUTPUT], row[features.DIGIT_OUTPUT], row.get(features.CLASS_NAME_OUTPUT)
+        )
 
     @property
     def found(self) -> bool:
@@ -79,14 +94,12 @@ class RestClient:
             "signature_name": features.IMAGE_BYTES_SIGNATURE,
             "instances": [{"b64": base64.b64encode(p).decode()} for p in pictures],
         }
-        rows = self.predict(body, version)["predictions"]
-        return [Prediction.from_outputs(r[features.PROBABILITIES_OUTPUT], r[features.DIGIT_OUTPUT]) for r in rows]
+        return [Prediction.from_row(r) for r in self.predict(body, version)["predictions"]]
 
     def classify_pixels(self, pixels: np.ndarray, version: Optional[int] = None) -> List[Prediction]:
         """A batch of 28x28 (or 784) pixel arrays, 0-255."""
         body = {"signature_name": features.IMAGES_SIGNATURE, "instances": np.asarray(pixels).tolist()}
-        rows = self.predict(body, version)["predictions"]
-        return [Prediction.from_outputs(r[features.PROBABILITIES_OUTPUT], r[features.DIGIT_OUTPUT]) for r in rows]
+        return [Prediction.from_row(r) for r in self.predict(body, version)["predictions"]]
 
 
 class GrpcClient:
@@ -115,13 +128,34 @@ class GrpcClient:
         response = self.stub.Predict(request, timeout=self.timeout)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
+    def classify(
+        self,
+        examples: Sequence[bytes],
+        signature_name: str = features.CLASSIFY_SIGNATURE,
+        version: Optional[int] = None,
+    ) -> List[List[List[Any]]]:
+        """TF Serving's Classify: serialized tf.Examples -> per example, [label, score] per class."""
+        from tensorflow.core.example import example_pb2
+        from tensorflow_serving.apis import classification_pb2
+
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = signature_name
+        if version is not None:
+            request.model_spec.version.value = version
+        request.input.example_list.examples.extend(example_pb2.Example.FromString(e) for e in examples)
+        response = self.stub.Classify(request, timeout=self.timeout)
+        return [[[c.label, c.score] for c in row.classes] for row in response.result.classifications]
+
     def classify_pictures(self, pictures: Sequence[bytes], version: Optional[int] = None) -> List[Prediction]:
         outputs = self.predict(
             features.IMAGE_BYTES_SIGNATURE, {features.IMAGE_BYTES_INPUT: np.array(pictures, dtype=object)}, version
         )
+        count = len(outputs[features.DIGIT_OUTPUT])
+        labels = outputs.get(features.CLASS_NAME_OUTPUT, [None] * count)
         return [
-            Prediction.from_outputs(p, d)
-            for p, d in zip(outputs[features.PROBABILITIES_OUTPUT], outputs[features.DIGIT_OUTPUT])
+            Prediction.from_outputs(p, d, label)
+            for p, d, label in zip(outputs[features.PROBABILITIES_OUTPUT], outputs[features.DIGIT_OUTPUT], labels)
         ]
 
     def close(self) -> None:

@@ -150,7 +150,9 @@ ERROR_RESPONSES: Dict[int | str, Dict[str, Any]] = {
 }
 
 
-def make_app(dataplane: DataPlane, metrics: Metrics, options: ServerOptions, page: Optional[bytes] = None) -> FastAPI:
+def make_app(
+    dataplane: DataPlane, metrics: Metrics, options: ServerOptions, page: Optional[Callable[[], bytes]] = None
+) -> FastAPI:
     app = FastAPI(
         title="digits model server",
         version="1",
@@ -284,7 +286,7 @@ def make_app(dataplane: DataPlane, metrics: Metrics, options: ServerOptions, pag
 
         @app.get("/", include_in_schema=False)
         async def drawing_page() -> HTMLResponse:
-            return HTMLResponse(page)
+            return HTMLResponse(page())
 
     @app.api_route(
         "/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"], include_in_schema=False

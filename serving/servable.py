@@ -16,19 +16,17 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, predict_pb2, prediction_log_pb2
 
+from models.config import read_class_names
+from models.features import CLASS_NAMES_FILE, CLASSES_OUTPUT, CLASSIFY_INPUT, SCORES_OUTPUT, WARMUP_FILE
 from serving import inputs
 from serving.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
 SAVED_MODEL_FILE = "saved_model.pb"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-"""TF Serving's warmup file in a version folder: a TFRecord of PredictionLog records."""
 MAX_WARMUP_RECORDS = 1000
 """TF Serving refuses a warmup file with more records."""
-DEFAULT_SIGNATURE = "serving_default"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-CLASSIFY_INPUT, CLASSES_OUTPUT, SCORES_OUTPUT = "inputs", "classes", "scores"
+DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +76,8 @@ class Servable:
     version: int
     signatures: Dict[str, Signature]
     signature_defs: Dict[str, meta_graph_pb2.SignatureDef]
+    class_names: Optional[Tuple[str, ...]] = None
+    """The class names the version answers with (its `assets.extra/labels.txt`), if it says."""
     handle: object = dataclasses.field(repr=False, default=None)
 
     def signature(self, name: Optional[str]) -> Signature:
@@ -131,7 +131,9 @@ def load(model_name: str, version: int, path: str) -> Servable:
     }
     if not signatures:
         raise ValueError(f"{path} has no serving signatures")
-    return Servable(model_name, version, signatures, signature_defs, loaded)
+    names_file = os.path.join(path, CLASS_NAMES_FILE)
+    class_names = read_class_names(names_file) if tf.io.gfile.exists(names_file) else None
+    return Servable(model_name, version, signatures, signature_defs, class_names, loaded)
 
 
 def serialized_examples(request_input: input_pb2.Input) -> List[bytes]:

@@ -7,6 +7,7 @@ same data plane. Stopping is graceful: the listeners close, requests in flight f
 """
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -17,9 +18,11 @@ import grpc
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from models import features
 from serving import grpc_service, rest
 from serving.config import ServerOptions
-from serving.dataplane import DataPlane
+from serving.dataplane import DataPlane, ModelRef
+from serving.errors import ServingError
 from serving.metrics import Metrics
 from serving.model_store import ServerCore, load_servable
 
@@ -74,6 +77,11 @@ def _read_timeout_protocol(seconds: float) -> type:
     return ReadTimeoutProtocol
 
 
+def _script_json(value: object) -> bytes:
+    """A value as JSON that is safe inside a <script> element (no `</script>` can end it early)."""
+    return json.dumps(value).replace("<", "\\u003c").encode()
+
+
 class ModelServer:
     """Serves the configured models as TF Serving would; binds to loopback unless told otherwise."""
 
@@ -100,12 +108,20 @@ class ModelServer:
     def rest_url(self) -> str:
         return f"http://{self.options.host}:{self.rest_port}"
 
-    def _page(self) -> Optional[bytes]:
-        if not self.options.static_page:
-            return None
+    def _page(self) -> bytes:
+        """The drawing page for the first model, labelled with the class names of its newest version
+        (read at each visit: a new version may name its classes differently)."""
         with open(STATIC_PAGE, "rb") as f:
-            names = self.core.model_names
-            return f.read().replace(b"__MODEL_NAME__", (names[0] if names else "").encode())
+            page = f.read()
+        names = self.core.model_names
+        model = names[0] if names else ""
+        try:
+            classes = self.dataplane.servable(ModelRef(model)).class_names
+        except ServingError:
+            classes = None
+        return page.replace(b"__MODEL_NAME__", _script_json(model)).replace(
+            b"__CLASS_NAMES__", _script_json(list(classes or features.CLASS_LABELS))
+        )
 
     def start(self) -> "ModelServer":
         """Loads the models (raises if the configuration is wrong), then serves."""
@@ -116,7 +132,9 @@ class ModelServer:
             raise
         if self._sockets:
             config = uvicorn.Config(
-                rest.make_app(self.dataplane, self.metrics, self.options, self._page()),
+                rest.make_app(
+                    self.dataplane, self.metrics, self.options, self._page if self.options.static_page else None
+                ),
                 http=_read_timeout_protocol(self.options.request_read_timeout_seconds),
                 timeout_keep_alive=int(self.options.keep_alive_seconds),
                 timeout_graceful_shutdown=int(GRACE_SECONDS),

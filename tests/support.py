@@ -73,9 +73,12 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return tf.io.encode_png(tf.constant(np.asarray(pixels).astype(np.uint8)[..., None])).numpy()
 
 
-def pipeline_test_digits(output_root: str, count: int) -> Tuple[List[bytes], np.ndarray, np.ndarray]:
+def pipeline_test_digits(
+    output_root: str, count: int, name: str = configs.PIPELINE_NAME
+) -> Tuple[List[bytes], np.ndarray, np.ndarray]:
     """The first `count` test-split examples a pipeline run ingested: serialized, pixels (n, 28, 28), labels."""
-    pattern = os.path.join(configs.pipeline_root(output_root), "DigitExampleGen", "examples", "*", "Split-test", "*.gz")
+    root = configs.pipeline_root(output_root, name)
+    pattern = os.path.join(root, "DigitExampleGen", "examples", "*", "Split-test", "*.gz")
     records = [r.numpy() for r in tf.data.TFRecordDataset(glob.glob(pattern), compression_type="GZIP").take(count)]
     examples = [tf.train.Example.FromString(r) for r in records]
     pixels = np.array([e.features.feature[features.IMAGE_KEY].int64_list.value for e in examples], np.float32)

@@ -9,6 +9,8 @@ from components.anomaly_gate import (
     describe_anomalies,
     describe_drift,
     describe_empty_splits,
+    read_reference,
+    record_validated,
 )
 from pipeline import configs
 
@@ -73,11 +75,27 @@ def test_drift_a_vanished_class_is_named_and_small_changes_pass(tmp_path):
     reference = _statistics_artifact(tmp_path / "ref", balanced, ValidatedStatistics)
     schema = _schema_artifact(tmp_path / "schema")
     slightly_different = balanced[:-30]  # 30 fewer nines: shares move by about 0.03
-    assert describe_drift(_statistics_artifact(tmp_path / "ok", slightly_different), reference, schema) == []
+    assert describe_drift(_statistics_artifact(tmp_path / "ok", slightly_different), reference.uri, schema) == []
     without_sevens = [d for d in balanced if d != 7]
-    (line,) = describe_drift(_statistics_artifact(tmp_path / "bad", without_sevens), reference, schema)
+    (line,) = describe_drift(_statistics_artifact(tmp_path / "bad", without_sevens), reference.uri, schema)
     assert line.startswith("split 'train', feature 'label': against the last validated data: distribution drift")
     assert "Linfty distance" in line and line.endswith("maximum difference is: 7")
+
+
+def test_the_reference_file_names_the_last_validated_statistics(tmp_path):
+    """What the gate reads before and rewrites after a pass: no file is no reference (a first run); a
+    file naming statistics that are gone is no reference either (with a warning), not a failure."""
+    reference = str(tmp_path / "root" / "validated_statistics_reference.txt")
+    assert read_reference(reference) is None
+    statistics = _statistics_artifact(tmp_path / "stats", [1, 2, 3])
+    validated = ValidatedStatistics()
+    validated.uri = str(tmp_path / "validated")
+    record_validated(statistics, validated, reference)
+    assert read_reference(reference) == validated.uri
+    assert (tmp_path / "validated" / "Split-train" / STATISTICS_FILE).exists()
+    assert [p.name for p in (tmp_path / "root").iterdir()] == ["validated_statistics_reference.txt"]
+    (tmp_path / "validated" / "Split-train" / STATISTICS_FILE).unlink()
+    assert read_reference(reference) is None
 
 
 def test_an_empty_split_is_named(tmp_path):

@@ -7,8 +7,9 @@ import pytest
 
 from cli import logs, main
 from models import features
-from models.config import AUTO_PRECISION, DEFAULT_SEED, DEFAULT_STRATEGY
+from models.config import AUTO_PRECISION, DEFAULT_SEED, DEFAULT_STRATEGY, read_class_names
 from pipeline import configs, local_runner
+from tests import support
 
 
 def test_user_beam_args_override_defaults_by_flag_name():
@@ -28,8 +29,15 @@ def test_profiles_and_defaults():
         AUTO_PRECISION,
     )
     assert settings.data_root is None and settings.beam_args == configs.DEFAULT_BEAM_ARGS
-    assert set(configs.PROFILES) == {"smoke", "standard", "full"}
+    assert set(configs.PROFILES) == {"smoke", "standard", "full", "fashion", "finetune"}
+    assert configs.PROFILES["finetune"].warm_start and not settings.warm_start
     assert configs.PROFILES["standard"].min_accuracy >= 0.993 and configs.PROFILES["full"].min_accuracy >= 0.995
+    # Digits are never mirrored; clothes are, and a Fashion-MNIST model has a name of its own.
+    digits = [p for p in configs.PROFILES.values() if p.name != "fashion"]
+    assert all(not p.trainer.augmentation.flip and p.model_name == features.MODEL_NAME for p in digits)
+    fashion = configs.PROFILES["fashion"]
+    assert fashion.trainer.augmentation.flip and fashion.model_name == "fashion" and fashion.min_accuracy >= 0.92
+    assert settings.model_name == configs.PIPELINE_NAME == features.MODEL_NAME and settings.labels_file is None
 
 
 @pytest.mark.parametrize("command", ["run", "compile --target kubeflow"])
@@ -50,8 +58,13 @@ def test_run_and_compile_take_the_same_training_flags(command):
         "--schema",
         "/s.pbtxt",
         "--beam-arg=--direct_num_workers=2",
+        "--model-name",
+        "mnist-2",
+        "--labels",
+        "/l.txt",
     ]
     settings = main._settings(main.parser().parse_args(command.split() + flags))
+    assert (settings.model_name, settings.labels_file) == ("mnist-2", "/l.txt")
     assert settings.profile.name == "smoke" and settings.min_accuracy == 0.4
     assert (settings.trainer.precision, settings.trainer.strategy, settings.trainer.seed) == ("float32", "mirrored", 7)
     assert settings.trainer.epochs == configs.PROFILES["smoke"].trainer.epochs
@@ -77,6 +90,57 @@ def test_settings_reach_create_pipeline_unchanged(monkeypatch, tmp_path):
     assert seen["min_accuracy"] == configs.PROFILES["smoke"].min_accuracy
     assert seen["data_root"] == configs.DATA_ROOT and seen["schema_path"] == configs.SCHEMA_PATH
     assert seen["serving_model_dir"] == configs.serving_model_dir(str(tmp_path))
+    assert seen["pipeline_name"] == configs.PIPELINE_NAME
+    assert seen["trainer_config"].class_names == tuple(features.CLASS_LABELS)
+    # A name of its own: its own pipeline (runs, baseline, drift reference), its own served model; and a
+    # labels file beside the data names the classes.
+    data = tmp_path / "clothes"
+    support.write_small_mnist(str(data), 12, 12)
+    (data / configs.DATASET_LABELS).write_text("".join(f"class {d}\n" for d in range(10)))
+    main.main(["run", "--profile", "smoke", "--data", str(data), "--model-name", "clothes", "--output", str(tmp_path)])
+    assert seen["pipeline_name"] == "clothes" and seen["pipeline_root"] == configs.pipeline_root(
+        str(tmp_path), "clothes"
+    )
+    assert seen["serving_model_dir"] == configs.serving_model_dir(str(tmp_path), "clothes")
+    assert seen["trainer_config"].class_names == tuple(f"class {d}" for d in range(10))
+    labels = tmp_path / "names.txt"
+    labels.write_text("\n".join(f"named {d}" for d in range(10)))
+    main.main(["run", "--profile", "fashion", "--data", str(data), "--labels", str(labels), "--output", str(tmp_path)])
+    assert seen["pipeline_name"] == "fashion" and seen["trainer_config"].augmentation.flip
+    assert seen["trainer_config"].class_names == tuple(f"named {d}" for d in range(10))
+
+
+def test_warm_start_gives_the_trainer_the_served_model(tmp_path):
+    """`--warm-start` (or the finetune profile): the Trainer's base model is ServedBaseline's output,
+    the model being served; without it the Trainer has no base model (and stays cacheable)."""
+
+    def trainer_inputs(*flags: str) -> dict:
+        settings = main._settings(main.parser().parse_args(["run", *flags]))
+        pipeline = local_runner.build(settings, str(tmp_path))
+        (trainer,) = [c for c in pipeline.components if c.id == "Trainer"]
+        return trainer.inputs
+
+    assert "base_model" not in trainer_inputs("--profile", "smoke")
+    for flags in (("--profile", "smoke", "--warm-start"), ("--profile", "finetune")):
+        base_model = trainer_inputs(*flags)["base_model"]
+        assert base_model.producer_component_id == "ServedBaseline", flags
+
+
+@pytest.mark.parametrize("name", ["Digits", "my_model", "-x", "a/b", ""])
+def test_a_model_name_kubeflow_cannot_take_is_refused(name, capsys):
+    with pytest.raises(SystemExit):
+        main.parser().parse_args(["run", f"--model-name={name}"])
+    assert f"model name {name!r}: use lower-case letters, digits and '-'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="lower-case letters"):
+        configs.settings(model_name=name or "_")
+
+
+def test_a_bad_labels_file_is_refused_by_name(tmp_path):
+    path = tmp_path / "labels.txt"
+    for text in ("a\nb\n", "\n".join(["same"] * 10)):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"{path}: expected 10 different class names"):
+            read_class_names(str(path))
 
 
 def test_run_on_missing_data_fails_with_the_path(tmp_path, capsys):
@@ -89,7 +153,7 @@ def test_run_on_missing_data_fails_with_the_path(tmp_path, capsys):
 
 def test_report_without_a_run_says_so(tmp_path, capsys):
     assert main.main(["report", "--output", str(tmp_path)]) == 1
-    assert f"no pipeline runs under {tmp_path}" in capsys.readouterr().err
+    assert f"no runs of pipeline 'digits' under {tmp_path}" in capsys.readouterr().err
 
 
 def test_serve_flags_take_tf_servings_names(tmp_path):
@@ -135,13 +199,6 @@ def test_readable_logs_drop_known_noise_and_keep_real_warnings():
         return logging.LogRecord("absl", level, "/elsewhere/lib.py", 1, message, None, None)
 
     readable = logs.ReadableLogs()
-    assert not readable.filter(
-        record(
-            logging.ERROR,
-            "[latest_validated_statistics_resolver] Input resolution "
-            "error: Error while resolving inputs: <Strategy> returned None.",
-        )
-    )
     assert not readable.filter(
         record(
             logging.WARNING,

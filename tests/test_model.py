@@ -1,5 +1,6 @@
 """The CNN, the batch augmentation and the training strategies."""
 
+import io
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 from models import config as model_config
 from models import features, model
-from models.config import TrainerConfig
+from models.config import AUTO_PRECISION, Augmentation, TrainerConfig, resolve_precision
 
 
 def test_cnn_architecture():
@@ -77,6 +78,57 @@ def test_augment_bounds():
     assert np.abs(centre_x - base).max() > 1.0  # and they do shift.
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_mirroring_is_a_setting_for_clothes_never_digits(flip):
+    tf.random.set_seed(3)
+    images = np.zeros((400, 28, 28, 1), np.float32)
+    images[:, 6:22, 3:9, 0] = 1.0  # A bar well left of the middle.
+    out = model.augment(tf.constant(images), Augmentation(flip=flip)).numpy()[..., 0]
+    centre_x = (out.sum(axis=1) * np.arange(28)).sum(axis=1) / out.sum(axis=(1, 2))
+    mirrored = (centre_x > 13.5).mean()
+    assert (0.35 < mirrored < 0.65) if flip else mirrored == 0.0, mirrored
+
+
+class _Terminal(io.StringIO):
+    def __init__(self, interactive: bool):
+        super().__init__()
+        self.interactive = interactive
+
+    def isatty(self) -> bool:
+        return self.interactive
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+def test_training_progress_is_a_live_bar_only_on_a_terminal(interactive):
+    """Steps, images per second, time left once an epoch's length is known, and the loss; one line per
+    epoch (through the log) either way."""
+    stream = _Terminal(interactive)
+    net = model.build_model(1e-3)
+    x, y = np.zeros((96, 28, 28, 1), np.float32), np.arange(96) % 10
+    progress = model.EpochLog(epochs=2, batch_size=8, stream=stream)
+    progress.REFRESH_SECONDS = 0.0
+    net.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[progress])
+    written = stream.getvalue()
+    if not interactive:
+        assert written == ""
+        return
+    assert "Epoch 1/2 12 steps, " in written and " images/s, loss " in written
+    assert "Epoch 2/2 [####################] 12/12 steps, " in written and " s left, loss " in written
+    assert written.endswith("\r\033[K")  # The last bar is cleared for the epoch's line.
+
+
+@pytest.mark.e2e
+def test_warm_start_loads_the_served_models_weights(served_model, tmp_path):
+    fresh = model.build_model(1e-3, resolve_precision(AUTO_PRECISION))  # As the served model computes.
+    assert model.warm_start(fresh, str(tmp_path)) is False  # Nothing served there: from scratch.
+    assert model.warm_start(fresh, None) is False
+    assert model.warm_start(fresh, served_model) is True
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28)).astype(np.float32)
+    served = tf.saved_model.load(served_model).signatures[features.IMAGES_SIGNATURE]
+    expected = served(**{features.IMAGES_INPUT: tf.constant(pixels)})[features.PROBABILITIES_OUTPUT].numpy()
+    np.testing.assert_allclose(fresh(pixels[..., None] / 255.0, training=False).numpy(), expected, atol=0.01)
+
+
 def test_unknown_strategy():
     with pytest.raises(ValueError, match="Unknown training strategy 'tpu'"):
         model.strategy_for("tpu")
@@ -89,6 +141,13 @@ def test_trainer_config_checks_its_choices_and_crosses_as_json():
         TrainerConfig(epochs=1, precision="float16")
     with pytest.raises(ValueError, match="Unknown training strategy 'tpu'"):
         TrainerConfig(epochs=1, strategy="tpu")
+    named = TrainerConfig(epochs=1, class_names=tuple("abcdefghij"), augmentation=Augmentation(0.0, 0.0, 0.05, True))
+    assert TrainerConfig.from_custom_config(json.loads(json.dumps(named.as_custom_config()))) == named
+    with pytest.raises(ValueError, match="3 class names, the CNN has 10 classes"):
+        TrainerConfig(epochs=1, class_names=("a", "b", "c"))
+    # The keys of TFX's cloud training extension share the Trainer's custom_config.
+    extended = {**config.as_custom_config(), "ai_platform_training_args": {"project": "p"}}
+    assert TrainerConfig.from_custom_config(extended) == config
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from an earlier run is a fixture, so that any test can run alone or in any order
 
 import csv
 import glob
+import json
 import os
 import pathlib
 
@@ -54,8 +55,14 @@ def test_smoke_run_blesses_and_pushes(output_root, smoke_result):
     assert result.blessed and result.pushed and result.pushed_version.isdigit()
     assert result.pushed_to == os.path.join(configs.serving_model_dir(output_root), result.pushed_version)
     assert os.path.exists(os.path.join(result.pushed_to, "saved_model.pb"))
+    # The serving canary served it first (the Pusher took its InfraBlessing), and the summary says so.
+    assert result.canary_passed and result.canary.startswith("passed: AVAILABLE after"), result.canary
+    assert "serving canary     passed" in "\n".join(result.lines())
     pipeline_root = configs.pipeline_root(output_root)
     for component in (
+        "ServedBaseline",
+        "ServingCanary",
+        "AnomalyGate",
         "DigitExampleGen",
         "StatisticsGen",
         "SchemaGen",
@@ -77,6 +84,28 @@ def test_smoke_run_blesses_and_pushes(output_root, smoke_result):
 
 MAX_MODEL_MB = 5.0
 """889,322 float32 weights are 3.6 MB; the notebooks this replaces report about 5 MB."""
+
+
+def test_the_pushed_version_carries_its_model_card(smoke_result, served_model):
+    """What the version is, inside it: lineage, training settings, TFMA's figures, the canary's, the
+    known weaknesses (robustness on perturbed test digits included); Markdown for people, JSON for tools."""
+    card_dir = os.path.join(served_model, "assets.extra")
+    with open(os.path.join(card_dir, "model_card.json")) as f:
+        card = json.load(f)
+    assert card["evaluation"]["test_accuracy"] == pytest.approx(smoke_result.accuracy)
+    assert card["evaluation"]["blessed"] is True and card["evaluation"]["baseline"]["found"] is False
+    assert set(card["evaluation"]["per_class_accuracy"]) == set(features.CLASS_LABELS)
+    assert card["training"]["epochs"] == SMOKE.trainer.epochs and card["training"]["seed"] == SMOKE.trainer.seed
+    assert card["data"]["examples"]["uri"] == smoke_result.examples_uri and card["data"]["examples"]["fingerprint"]
+    assert card["serving_canary"]["blessed"] == 1 and card["serving_canary"]["summary"].startswith("passed")
+    robust = card["known_weaknesses"]["robustness"]
+    assert set(robust) == {"test_digits", "clean", "rotation", "shift", "noise"}
+    assert robust["test_digits"] == SMOKE.test_limit and robust["clean"] == pytest.approx(smoke_result.accuracy)
+    assert card["known_weaknesses"]["most_frequent_confusions"] and card["intended_use"]
+    with open(os.path.join(card_dir, "model_card.md")) as f:
+        text = f.read()
+    assert text.startswith("# Model card: digits") and f"accuracy **{smoke_result.accuracy:.2%}**" in text
+    assert smoke_result.model_card.endswith(os.path.join("assets.extra", "model_card.json"))
 
 
 def test_pushed_model_is_small(served_model):
@@ -131,6 +160,7 @@ REPORT_FILES = {
     "classification_report.txt",
     "confusion_matrix.csv",
     "confusion_pairs.csv",
+    "model_card.md",
 }
 
 
@@ -142,7 +172,7 @@ def test_report_of_the_blessed_run(output_root, smoke_result):
     assert os.path.realpath(os.path.join(run_report.reports_root(output_root), run_report.LATEST)) == folder
     # The report's own predictions (raw-pixel signature) agree with TFMA's (tf.Example signature).
     with open(os.path.join(folder, "classification_report.csv")) as f:
-        rows = {row["digit"]: row for row in csv.DictReader(f)}
+        rows = {row["class"]: row for row in csv.DictReader(f)}
     assert float(rows["accuracy"]["f1"]) == pytest.approx(result.accuracy, abs=1e-6)
     assert int(rows["accuracy"]["support"]) == SMOKE.test_limit
     with open(os.path.join(folder, "confusion_matrix.csv")) as f:

@@ -32,7 +32,7 @@ def test_confusion_matrix_and_scores_match_scikit_learn(predictions):
     np.testing.assert_allclose([r.recall for r in rows[:10]], recall)
     np.testing.assert_allclose([r.f1 for r in rows[:10]], f1)
     assert [r.support for r in rows[:10]] == support.tolist()
-    assert rows[-1].digit == "accuracy" and rows[-1].f1 == pytest.approx(metrics.accuracy_score(labels, predicted))
+    assert rows[-1].name == "accuracy" and rows[-1].f1 == pytest.approx(metrics.accuracy_score(labels, predicted))
     assert rows[-2].f1 == pytest.approx(metrics.f1_score(labels, predicted, average="macro", zero_division=0))
     assert "macro avg" in analysis.report_text(rows)
 

@@ -112,7 +112,7 @@ def test_status_and_metadata_in_tf_servings_format(server):
     }
     assert defs[features.CLASSIFY_SIGNATURE]["method_name"] == features.CLASSIFY_METHOD
     images = defs[features.IMAGES_SIGNATURE]
-    assert set(images["outputs"]) == {features.PROBABILITIES_OUTPUT, features.DIGIT_OUTPUT}
+    assert set(images["outputs"]) == {features.PROBABILITIES_OUTPUT, features.DIGIT_OUTPUT, features.CLASS_NAME_OUTPUT}
     assert images["inputs"][features.IMAGES_INPUT]["dtype"] == "DT_FLOAT"
 
 

@@ -17,7 +17,8 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import struct_pb2
 from tfx import types
-from tfx.components.example_gen import base_example_gen_executor, write_split
+from tfx.components.example_gen import base_example_gen_executor, input_processor, utils, write_split
+from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
@@ -133,6 +134,23 @@ def _configs(exec_properties: Dict[str, Any]):
     return input_config, output_config
 
 
+def fingerprint_inputs(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+    """Span, version and fingerprint of the input files, as TFX's FileBasedExampleGen driver works them
+    out; for orchestrators that run the executor without that driver (open-source Kubeflow Pipelines),
+    so that the Examples artifact records what was read wherever it runs."""
+    if exec_properties.get(utils.FINGERPRINT_PROPERTY_NAME):
+        return exec_properties
+    input_config, _ = _configs(exec_properties)
+    processor = input_processor.FileBasedInputProcessor(exec_properties[specs.INPUT_BASE_KEY], input_config.splits)
+    span, version = processor.resolve_span_and_version()
+    return {
+        **exec_properties,
+        utils.SPAN_PROPERTY_NAME: span,
+        utils.VERSION_PROPERTY_NAME: version,
+        utils.FINGERPRINT_PROPERTY_NAME: processor.get_input_fingerprint(span, version),
+    }
+
+
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """Writes digits as gzipped TFRecords of tf.Example, one folder per split."""
 
@@ -170,8 +188,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         exec_properties: Dict[str, Any],
     ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
+        exec_properties = fingerprint_inputs(exec_properties)
         examples = output_dict[specs.EXAMPLES_KEY]
         artifact = artifact_utils.get_single_instance(examples)
+        example_gen_driver.update_output_artifact(exec_properties, artifact.mlmd_artifact)
         artifact.split_names = artifact_utils.encode_split_names(output_split_names(*_configs(exec_properties)))
         file_format = exec_properties.get(specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FORMAT_TFRECORDS_GZIP)
         with self._make_beam_pipeline() as pipeline:

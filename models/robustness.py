@@ -1,0 +1,76 @@
+"""Accuracy on perturbed copies of test digits, as scans and photos perturb them: turned by up to 15
+degrees, shifted by up to 3 pixels, or with Gaussian noise of sigma 20 grey levels (clipped to 0-255).
+
+The perturbations are seeded, so two models (or two runs) are judged on the same pictures. Used by the
+model card of every pushed version and by the run report.
+"""
+
+import math
+from typing import Callable, Dict
+
+import numpy as np
+import tensorflow as tf
+
+from models import features
+
+ROTATION_DEGREES = 15.0
+SHIFT_PIXELS = 3
+NOISE_SIGMA = 20.0
+PERTURBATIONS = ("rotation", "shift", "noise")
+DESCRIPTIONS = {
+    "rotation": f"turned up to {ROTATION_DEGREES:g} degrees",
+    "shift": f"shifted up to {SHIFT_PIXELS} px",
+    "noise": f"Gaussian noise sigma {NOISE_SIGMA:g}",
+}
+SEED = 20261201
+
+
+def _affine(pixels: np.ndarray, angles: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each 28x28 picture turned by its angle (radians) about the centre and moved by its (dx, dy)."""
+    size = float(features.IMAGE_SIZE)
+    centre = (size - 1.0) / 2.0
+    cos, sin = np.cos(angles), np.sin(angles)
+    a2 = centre - cos * centre + sin * centre - shifts[:, 0]
+    b2 = centre - sin * centre - cos * centre - shifts[:, 1]
+    zeros = np.zeros_like(angles)
+    transforms = np.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1).astype(np.float32)
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.constant(pixels[..., None], tf.float32),
+        transforms=tf.constant(transforms),
+        output_shape=tf.constant([features.IMAGE_SIZE, features.IMAGE_SIZE]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return moved.numpy()[..., 0]
+
+
+def perturbed(pixels: np.ndarray, kind: str, seed: int = SEED) -> np.ndarray:
+    """A perturbed copy of [n, 28, 28] pixels (0-255)."""
+    rng = np.random.default_rng(seed)
+    count = len(pixels)
+    if kind == "rotation":
+        angles = rng.uniform(-1, 1, count) * math.radians(ROTATION_DEGREES)
+        return _affine(pixels, angles, np.zeros((count, 2)))
+    if kind == "shift":
+        return _affine(pixels, np.zeros(count), rng.integers(-SHIFT_PIXELS, SHIFT_PIXELS + 1, (count, 2)).astype(float))
+    if kind == "noise":
+        return np.clip(pixels + rng.normal(0.0, NOISE_SIGMA, pixels.shape), 0, features.MAX_PIXEL)
+    raise ValueError(f"unknown perturbation {kind!r}: expected one of {', '.join(PERTURBATIONS)}")
+
+
+def accuracies(
+    predict_images: Callable[..., Dict[str, tf.Tensor]], pixels: np.ndarray, labels: np.ndarray, batch: int = 500
+) -> Dict[str, float]:
+    """Accuracy of a `predict_images` signature on the clean pixels and on each perturbed copy."""
+
+    def accuracy(images: np.ndarray) -> float:
+        digits = [
+            predict_images(**{features.IMAGES_INPUT: tf.constant(images[i : i + batch], tf.float32)})[
+                features.DIGIT_OUTPUT
+            ].numpy()
+            for i in range(0, len(images), batch)
+        ]
+        return float(np.mean(np.concatenate(digits) == labels))
+
+    return {"clean": accuracy(pixels), **{kind: accuracy(perturbed(pixels, kind)) for kind in PERTURBATIONS}}
