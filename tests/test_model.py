@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from models import config as model_config
 from models import features, model
-from models.config import AUTO_PRECISION, Augmentation, TrainerConfig, resolve_precision
+from models.config import Augmentation, TrainerConfig
 
 
 def test_cnn_architecture():
@@ -119,14 +119,19 @@ def test_training_progress_is_a_live_bar_only_on_a_terminal(interactive):
 
 @pytest.mark.e2e
 def test_warm_start_loads_the_served_models_weights(served_model, tmp_path):
-    fresh = model.build_model(1e-3, resolve_precision(AUTO_PRECISION))  # As the served model computes.
+    saved = tf.train.load_checkpoint(os.path.join(served_model, "variables", "variables"))
+    saved_values = [np.asarray(saved.get_tensor(name)) for name in saved.get_variable_to_shape_map()]
+
+    def weights_served(net) -> bool:
+        """Every weight of the CNN is, value for value, one of the served model's variables."""
+        return all(any(v.shape == w.shape and np.array_equal(v, w) for v in saved_values) for w in net.get_weights())
+
+    fresh = model.build_model(1e-3)
     assert model.warm_start(fresh, str(tmp_path)) is False  # Nothing served there: from scratch.
     assert model.warm_start(fresh, None) is False
+    assert not weights_served(fresh)
     assert model.warm_start(fresh, served_model) is True
-    pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28)).astype(np.float32)
-    served = tf.saved_model.load(served_model).signatures[features.IMAGES_SIGNATURE]
-    expected = served(**{features.IMAGES_INPUT: tf.constant(pixels)})[features.PROBABILITIES_OUTPUT].numpy()
-    np.testing.assert_allclose(fresh(pixels[..., None] / 255.0, training=False).numpy(), expected, atol=0.01)
+    assert weights_served(fresh)
 
 
 def test_unknown_strategy():
