@@ -1,12 +1,16 @@
 """Time to a test accuracy (default 99.5%): the notebook approach against the pipeline Trainer's.
 
-    .venv/bin/python -m benchmarks.time_to_accuracy [--target 0.995] [--max-epochs 15] [--variants ...]
+    .venv/bin/python -m benchmarks.time_to_accuracy [--target 0.995] [--max-epochs 15] [--epochs 7]
+        [--seed 42] [--variants ...]
 
-Both train the same CNN with the Trainer's callbacks (ReduceLROnPlateau on validation accuracy,
-early stopping, best checkpoint) and the `standard` profile's batch size and learning rate, on the
-60,000 MNIST training digits less every 12th, which is held out for validation as the pipeline's
-`eval` split is. They differ only in how batches are made: `notebook` is `model.fit` on NumPy arrays
-through Keras's `ImageDataGenerator`; `pipeline` is the Trainer's tf.data tail (`models.model.batches`).
+The notebook trains as the popular Kaggle notebooks do: `model.fit` on NumPy arrays through Keras's
+`ImageDataGenerator`, Adam at 1e-3 halved when validation accuracy stalls, in float32
+(`notebook-bf16`: the same in bfloat16, to tell what the precision gains from what the pipeline does).
+`pipeline` trains as the `standard` profile's Trainer does: its tf.data tail (`models.model.batches`),
+its augmentation, learning-rate schedule (stretched over `--epochs`) and precision. All use the
+Trainer's callbacks (early stopping, best checkpoint; ReduceLROnPlateau with plateau schedules), the
+same CNN and batch size, on the 60,000 MNIST training digits less every 12th, which is held out for
+validation as the pipeline's `eval` split is.
 Each runs in its own process and the two take turns, one epoch each, so they share the machine's good
 and bad moments. After every epoch the 10,000 test digits are scored, to stop the clock, never to
 choose anything; the training clock (epochs, validation included) stops when the target is reached.
@@ -15,6 +19,7 @@ choose anything; the training clock (epochs, validation included) stops when the
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import tempfile
@@ -26,35 +31,50 @@ import numpy as np
 from benchmarks import mnist, training, workers
 from pipeline import configs
 
-VARIANTS = ("notebook", "pipeline")
+VARIANTS = ("notebook", "notebook-bf16", "pipeline")
 EVAL_EVERY = configs.SPLIT_BUCKETS.total
 """Every 12th training digit is held out for validation, the share the pipeline's `eval` split gets."""
 GO = "go"
 DONE = "done"
 
 
-def _worker(variant: str, data: Dict[str, np.ndarray], max_epochs: int, target: float, seed: int, connection) -> None:
+def _worker(
+    variant: str, data: Dict[str, np.ndarray], epochs: int, max_epochs: int, target: float, seed: int, connection
+) -> None:
     """Trains one variant for up to `max_epochs`, one epoch per GO, answering each with that epoch's
     record, and DONE once training has ended (target reached, early stopping or the last epoch)."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import tensorflow as tf
     import tf_keras
 
-    from models.config import resolve_precision
-    from models.model import batches, build_model, callbacks
+    from models.config import NOTEBOOK_AUGMENTATION, PLATEAU, resolve_precision
+    from models.model import batches, build_model, callbacks, learning_rate
 
     tf.random.set_seed(seed)
-    config = dataclasses.replace(configs.PROFILES[configs.DEFAULT_PROFILE].trainer, seed=seed, epochs=max_epochs)
-    # The notebooks train in float32; the pipeline as its Trainer is configured on this machine.
-    model = build_model(
-        config.learning_rate, "float32" if variant == "notebook" else resolve_precision(config.precision)
-    )
+    standard = configs.PROFILES[configs.DEFAULT_PROFILE].trainer
+    notebook = variant.startswith("notebook")
+    if notebook:
+        config = dataclasses.replace(
+            standard, seed=seed, epochs=max_epochs, schedule=PLATEAU, augmentation=NOTEBOOK_AUGMENTATION
+        )
+        precision = "mixed_bfloat16" if variant == "notebook-bf16" else "float32"
+    else:  # The schedule spans `epochs`; the race may stop before.
+        config = dataclasses.replace(standard, seed=seed, epochs=epochs)
+        precision = resolve_precision(config.precision)
+    steps = math.ceil(len(data["train_labels"]) / config.batch_size)
+    model = build_model(learning_rate(config, steps), precision)
     train, validation = (data["train_images"], data["train_labels"]), (data["eval_images"], data["eval_labels"])
-    if variant == "notebook":
+    if notebook:
         train_data = training.notebook_batches(*train, config.batch_size, seed)
         validation_data = validation
     else:
-        train_data = batches(tf.data.Dataset.from_tensor_slices(train), config.batch_size, training=True, seed=seed)
+        train_data = batches(
+            tf.data.Dataset.from_tensor_slices(train),
+            config.batch_size,
+            training=True,
+            augmentation=config.augmentation,
+            seed=seed,
+        )
         validation_data = batches(tf.data.Dataset.from_tensor_slices(validation), config.batch_size, training=False)
 
     class Turns(tf_keras.callbacks.Callback):
@@ -82,7 +102,7 @@ def _worker(variant: str, data: Dict[str, np.ndarray], max_epochs: int, target: 
         model.fit(
             train_data,
             validation_data=validation_data,
-            epochs=config.epochs,
+            epochs=min(config.epochs, max_epochs),
             callbacks=callbacks(config, run_dir) + [Turns()],
             verbose=0,
         )
@@ -104,9 +124,9 @@ def mnist_splits() -> Dict[str, np.ndarray]:
     }
 
 
-def race(variants: List[str], max_epochs: int, target: float, seed: int) -> Dict[str, List[Dict]]:
+def race(variants: List[str], epochs: int, max_epochs: int, target: float, seed: int) -> Dict[str, List[Dict]]:
     """Each variant's epoch records, variants taking turns until every one has finished."""
-    running = workers.start(_worker, variants, mnist_splits(), max_epochs, target, seed)
+    running = workers.start(_worker, variants, mnist_splits(), epochs, max_epochs, target, seed)
     epochs: Dict[str, List[Dict]] = {variant: [] for variant in variants}
     active = list(variants)
     try:
@@ -130,10 +150,11 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", type=float, default=0.995)
     parser.add_argument("--max-epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=7, help="the length of the pipeline's learning-rate schedule")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = parser.parse_args(argv)
-    epochs = race(args.variants, args.max_epochs, args.target, args.seed)
+    epochs = race(args.variants, args.epochs, args.max_epochs, args.target, args.seed)
     reached = {
         variant: next((e for e in records if e["test_accuracy"] >= args.target), None)
         for variant, records in epochs.items()
@@ -143,6 +164,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         "date": time.strftime("%Y-%m-%d"),
         "target": args.target,
         "seed": args.seed,
+        "pipeline_schedule_epochs": args.epochs,
         "epochs": epochs,
         "seconds_to_target": {v: r and r["cumulative_seconds"] for v, r in reached.items()},
         "epochs_to_target": {v: r and r["epoch"] for v, r in reached.items()},

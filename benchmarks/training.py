@@ -5,7 +5,8 @@
 Every variant trains the same CNN (`models.model.build_model`) with batch 128 on the same MNIST training
 images:
 - notebook: `model.fit` on in-memory NumPy arrays through Keras's classic `ImageDataGenerator`
-  (rotation 10, zoom 0.1, width and height shift 0.1), as the popular Kaggle notebooks do;
+  (rotation 10, zoom 0.1, width and height shift 0.1), as the popular Kaggle notebooks do, in float32;
+  `notebook-bf16` the same in bfloat16 mixed precision, to tell the precision's gain from the pipeline's;
 - pipeline: the Trainer's tf.data tail (`models.model.batches`: cache, shuffle, batch, one fused affine
   augmentation per batch in a parallel map, prefetch), fed the pixels scaled as Transform scales them;
 - pipeline variants, all float32 but one: augmentation per image before batching (not fused), XLA
@@ -32,6 +33,7 @@ BATCH = 128
 WARMUP_STEPS = 5
 VARIANTS = (
     "notebook",
+    "notebook-bf16",
     "pipeline",
     "pipeline-unfused",
     "pipeline-xla",
@@ -58,8 +60,9 @@ def _model_and_data(variant: str, images: np.ndarray, labels: np.ndarray):
 
     from models.model import augment, batches, build_model
 
-    if variant == BASELINE:
-        return build_model(1e-3), notebook_batches(images, labels, BATCH)
+    if variant.startswith(BASELINE):
+        precision = "mixed_bfloat16" if variant.endswith("bf16") else "float32"
+        return build_model(1e-3, precision), notebook_batches(images, labels, BATCH)
     examples = tf.data.Dataset.from_tensor_slices((images, labels))
 
     def _augment_one(image, label):

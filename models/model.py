@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 from types import ModuleType
-from typing import Dict, List, Optional, TextIO
+from typing import Dict, List, Optional, TextIO, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -22,6 +22,7 @@ from models.config import (
     DIGIT_AUGMENTATION,
     DTYPE_POLICIES,
     NO_AUGMENTATION,
+    PLATEAU,
     Augmentation,
     TrainerConfig,
     resolve_precision,
@@ -32,9 +33,32 @@ IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
 BEST_WEIGHTS = "checkpoints/best"
 METRICS_CSV = "metrics.csv"
+LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
 
 
-def build_model(learning_rate: float, precision: str = "float32", api: ModuleType = keras) -> keras.Model:
+def learning_rate(config: TrainerConfig, steps_per_epoch: int) -> LearningRate:
+    """The optimizer's learning rate: a number that `plateau`'s callback lowers, or `cosine`'s schedule
+    per step (linear warmup from a tenth of the peak, then a half cosine down to zero at the end)."""
+    if config.schedule == PLATEAU:
+        return config.learning_rate
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.learning_rate / 10,
+        decay_steps=max(config.epochs * steps_per_epoch - warmup, 1),
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
+    )
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The rate the optimizer applies now, whether it is a number or a schedule."""
+    rate = optimizer.learning_rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        rate = rate(optimizer.iterations)
+    return float(keras.backend.get_value(rate))
+
+
+def build_model(learning_rate: LearningRate, precision: str = "float32", api: ModuleType = keras) -> keras.Model:
     """Two conv blocks (32x5x5, 64x3x3) with batch norm, then dense 256, softmax over 10 digits.
 
     `precision` is the layers' dtype policy ("float32" or "mixed_bfloat16": bfloat16 maths, float32
@@ -78,11 +102,12 @@ def trained_model(run_dir: str) -> keras.Model:
 
 
 def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) -> tf.Tensor:
-    """Random rotation, zoom and shifts of a batch (by default +-10 deg, 0.9-1.1 per axis, +-10%), and
-    with `flip` a left-right mirror of half of the images on average.
+    """Random rotation, zoom and shifts of a batch of [0, 1] pictures (by default +-10 deg, 0.9-1.1 per
+    axis, +-10%), with `flip` a left-right mirror of half of the images on average, and with `noise`
+    Gaussian noise of a random strength per picture.
 
-    All are composed into one affine transform per image and applied in a single resampling of the
-    whole batch: one interpolation instead of several, and one op for the batch.
+    The moves are composed into one affine transform per image and applied in a single resampling of
+    the whole batch: one interpolation instead of several, and one op for the batch.
     """
     batch = tf.shape(images)[0]
     size = float(features.IMAGE_SIZE)
@@ -104,7 +129,7 @@ def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) 
     b2 = centre - b0 * centre - b1 * centre - shift_y
     zeros = tf.zeros([batch])
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=transforms,
         output_shape=tf.shape(images)[1:3],
@@ -112,6 +137,10 @@ def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) 
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
+    if not augmentation.noise:
+        return moved
+    sigma = tf.random.uniform([batch, 1, 1, 1], 0.0, augmentation.noise / features.MAX_PIXEL)
+    return tf.clip_by_value(moved + sigma * tf.random.normal(tf.shape(moved)), 0.0, 1.0)
 
 
 def make_dataset(
@@ -215,7 +244,7 @@ class EpochLog(keras.callbacks.Callback):
             self._stream.flush()
         self._steps = self._steps or self._step
         logs = logs or {}
-        lr = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+        lr = current_learning_rate(self.model.optimizer)
         logging.info(
             "Epoch %d/%d: loss %.4f accuracy %.4f, val_loss %.4f val_accuracy %.4f, lr %.2g",
             epoch + 1,
@@ -230,14 +259,16 @@ class EpochLog(keras.callbacks.Callback):
 
 def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callback]:
     monitor = "val_accuracy"
-    return [
+    plateau = [
         keras.callbacks.ReduceLROnPlateau(
             monitor=monitor,
             mode="max",
             patience=config.reduce_lr_patience,
             factor=config.reduce_lr_factor,
             min_lr=config.min_learning_rate,
-        ),
+        )
+    ]
+    return (plateau if config.schedule == PLATEAU else []) + [
         # The best epoch on `eval`, not the last one, is the model that gets exported: its weights are
         # kept in memory (by every worker alike, when there are several) and restored at the end.
         keras.callbacks.EarlyStopping(
@@ -313,8 +344,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     evaluation = make_dataset(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
     )
+    steps = config.steps_per_epoch or 0
+    if config.schedule != PLATEAU and not steps:  # A schedule per step needs the epoch's length.
+        plain = make_dataset(
+            fn_args.train_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
+        )
+        steps = int(plain.reduce(0, lambda count, _: count + 1))
+        logging.info("Learning rate: %s schedule over %d epochs of %d steps", config.schedule, config.epochs, steps)
     with strategy.scope():
-        model = build_model(config.learning_rate, precision)
+        model = build_model(learning_rate(config, steps), precision)
         if fn_args.base_model is not None:  # Warm start asked for (the Trainer got a base model).
             if warm_start(model, fn_args.base_model):
                 logging.info("Warm start: from the weights of the served model %s", fn_args.base_model)
@@ -343,7 +381,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         # Distributed variables cannot be saved in serving signatures: the weights (read by every worker
         # together, as batch norm's statistics are reduced across replicas) go into a plain copy.
         weights = model.get_weights()
-        model = build_model(config.learning_rate, precision)
+        model = build_model(config.learning_rate, precision)  # For serving only: the rate is not used.
         model.set_weights(weights)
     if scratch is not None:
         tf.io.gfile.rmtree(scratch)

@@ -1,5 +1,6 @@
 """The CNN, the batch augmentation and the training strategies."""
 
+import dataclasses
 import io
 import json
 import os
@@ -12,7 +13,13 @@ import tensorflow as tf
 
 from models import config as model_config
 from models import features, model
-from models.config import Augmentation, TrainerConfig
+from models.config import (
+    DIGIT_AUGMENTATION,
+    NO_AUGMENTATION,
+    NOTEBOOK_AUGMENTATION,
+    Augmentation,
+    TrainerConfig,
+)
 
 
 def test_cnn_architecture():
@@ -57,7 +64,7 @@ def _digit_batch(n: int = 64) -> tf.Tensor:
 def test_augment_moves_pixels_but_keeps_the_digit():
     tf.random.set_seed(1)
     images = _digit_batch()
-    out = model.augment(images).numpy()
+    out = model.augment(images, NOTEBOOK_AUGMENTATION).numpy()
     assert out.shape == images.shape
     assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
     changed = np.abs(out - images.numpy()).reshape(len(out), -1).max(axis=1)
@@ -70,12 +77,43 @@ def test_augment_moves_pixels_but_keeps_the_digit():
 def test_augment_bounds():
     """Shifts stay within 10% of the width: the centre of mass moves at most ~2.8 px + rotation/zoom."""
     tf.random.set_seed(2)
-    out = model.augment(_digit_batch(256)).numpy()[..., 0]
+    out = model.augment(_digit_batch(256), NOTEBOOK_AUGMENTATION).numpy()[..., 0]
     cols = np.arange(28)
     centre_x = (out.sum(axis=1) * cols).sum(axis=1) / out.sum(axis=(1, 2))
     base = 13.5
     assert np.abs(centre_x - base).max() < 0.1 * 28 + 1.5
     assert np.abs(centre_x - base).max() > 1.0  # and they do shift.
+
+
+def test_noise_has_a_random_strength_per_picture_and_stays_in_range():
+    tf.random.set_seed(3)
+    still = dataclasses.replace(NO_AUGMENTATION, noise=DIGIT_AUGMENTATION.noise)
+    images = np.full((512, 28, 28, 1), 0.5, np.float32)
+    out = model.augment(tf.constant(images), still).numpy()
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    sigmas = (out - images).reshape(len(out), -1).std(axis=1) * 255
+    # Each picture its own sigma, spread evenly between 0 and the setting (30 grey levels).
+    assert sigmas.max() == pytest.approx(DIGIT_AUGMENTATION.noise, abs=2) and sigmas.min() < 2
+    assert np.median(sigmas) == pytest.approx(DIGIT_AUGMENTATION.noise / 2, abs=3)
+    np.testing.assert_array_equal(model.augment(tf.constant(images), NO_AUGMENTATION).numpy(), images)
+
+
+def test_cosine_schedule_warms_up_then_falls_to_nothing():
+    config = TrainerConfig(epochs=5, learning_rate=1e-3, schedule="cosine", warmup_epochs=1)
+    rate = model.learning_rate(config, steps_per_epoch=100)
+    at = [float(rate(step)) for step in (0, 50, 100, 300, 500)]
+    assert at[0] == pytest.approx(1e-4) and at[1] == pytest.approx(5.5e-4) and at[2] == pytest.approx(1e-3)
+    assert at[3] == pytest.approx(5e-4) and at[4] == pytest.approx(0.0, abs=1e-9)
+    net = model.build_model(rate)
+    assert model.current_learning_rate(net.optimizer) == pytest.approx(1e-4)
+    # The schedule owns the rate: no plateau callback to fight it; `plateau` keeps its callback.
+    kinds = {type(c).__name__ for c in model.callbacks(config, "/tmp/unused")}
+    assert "ReduceLROnPlateau" not in kinds and "EarlyStopping" in kinds
+    plateau = dataclasses.replace(config, schedule="plateau")
+    assert model.learning_rate(plateau, 100) == 1e-3
+    assert "ReduceLROnPlateau" in {type(c).__name__ for c in model.callbacks(plateau, "/tmp/unused")}
+    with pytest.raises(ValueError, match="Unknown learning-rate schedule 'step'"):
+        TrainerConfig(epochs=1, schedule="step")
 
 
 @pytest.mark.parametrize("flip", [False, True])
