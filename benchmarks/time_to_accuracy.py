@@ -124,9 +124,9 @@ def mnist_splits() -> Dict[str, np.ndarray]:
     }
 
 
-def race(variants: List[str], epochs: int, max_epochs: int, target: float, seed: int) -> Dict[str, List[Dict]]:
+def race(variants: List[str], schedule_epochs: int, max_epochs: int, target: float, seed: int) -> Dict[str, List[Dict]]:
     """Each variant's epoch records, variants taking turns until every one has finished."""
-    running = workers.start(_worker, variants, mnist_splits(), epochs, max_epochs, target, seed)
+    running = workers.start(_worker, variants, mnist_splits(), schedule_epochs, max_epochs, target, seed)
     epochs: Dict[str, List[Dict]] = {variant: [] for variant in variants}
     active = list(variants)
     try:
