@@ -199,16 +199,14 @@ def ModelCard(
     trainer_config: Parameter[str],
 ) -> None:
     """Copies the candidate into `carded_model` with its card in assets.extra/ (what the Pusher pushes)."""
-    from components.canary import REASON  # The canary's blessing properties.
+    from components.canary import PROPERTY_SUFFIX, REASON, p99_line  # The canary's blessing properties.
 
     source = path_utils.serving_model_path(model.uri)
     # TFX's getters: on Kubeflow, custom properties arrive as JSON values.
     canary = {k: infra_blessing.get_custom_property(k) for k in infra_blessing.mlmd_artifact.custom_properties}
     passed = infra_blessing.get_int_custom_property("blessed") == 1
     canary["summary"] = (
-        "passed, one digit p99 REST {rest:.1f} ms, gRPC {grpc:.1f} ms".format(
-            rest=canary.get("rest_p99_ms", float("nan")), grpc=canary.get("grpc_p99_ms", float("nan"))
-        )
+        "passed, one digit p99 " + p99_line(canary, PROPERTY_SUFFIX)
         if passed
         else f"refused: {infra_blessing.get_string_custom_property(REASON)}"
     )

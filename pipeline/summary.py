@@ -15,7 +15,7 @@ from tensorflow_model_analysis.writers import eval_config_writer
 from tfx import v1 as tfx
 
 from components.artifacts import Submission
-from components.canary import REASON
+from components.canary import PROPERTY_SUFFIX, REASON, p99_line
 from components.kaggle_submission import SUBMISSION_FILE, WRITTEN
 from components.model_card import CARD_JSON
 
@@ -103,11 +103,7 @@ def describe_canary(blessing: metadata_store_pb2.Artifact) -> Tuple[bool, str]:
     props = blessing.custom_properties
     if props["blessed"].int_value != 1:
         return False, f"refused: {props[REASON].string_value}"
-    latency = ", ".join(
-        f"{protocol} {props[f'{key}_p99_ms'].double_value:.1f} ms"
-        for protocol, key in (("REST", "rest"), ("gRPC", "grpc"))
-        if f"{key}_p99_ms" in props
-    )
+    latency = p99_line({k: v.double_value for k, v in props.items()}, PROPERTY_SUFFIX)
     return True, f"passed: AVAILABLE after {props['start_seconds'].double_value:.1f} s; one digit p99 {latency}"
 
 

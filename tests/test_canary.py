@@ -43,5 +43,5 @@ def test_a_model_answering_differently_is_refused(served_model, other_model, exa
 
 def test_a_model_too_slow_is_refused(served_model, examples_uri):
     result = run_canary(served_model, examples_uri, features.MODEL_NAME, latency_budget_ms=0.001, requests=5)
-    assert not result.blessed and result.reason.startswith("too slow: REST p99"), result.reason
+    assert not result.blessed and result.reason.startswith("too slow: p99 REST"), result.reason
     assert "over the budget of 0.001 ms" in result.reason
