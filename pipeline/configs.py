@@ -95,8 +95,8 @@ PROFILES: Dict[str, Profile] = {
         Profile(
             "smoke", min_accuracy=0.5, trainer=TrainerConfig(epochs=4, batch_size=16), train_limit=2400, test_limit=600
         ),
-        # A cosine schedule ends on a small rate, where plateau-halving leaves 10 epochs near the start's
-        # (BENCHMARKS.md, accuracy levers).
+        # The cosine schedule ends at a rate of zero, where plateau halving kept 10 epochs near the
+        # starting rate; 15 epochs reach 99.5% within 10 minutes on 2 cores (BENCHMARKS.md, accuracy levers).
         Profile("standard", min_accuracy=0.993, trainer=TrainerConfig(epochs=15, schedule=COSINE)),
         Profile("full", min_accuracy=0.995, trainer=TrainerConfig(epochs=30)),
         # New data for a served model: a few epochs from its weights, through the same gates as any
