@@ -27,7 +27,7 @@ from tfx.utils import io_utils, path_utils
 
 from components.baseline import SERVED_VERSION, has_model
 from models import features, robustness
-from models.config import read_class_names
+from models.config import exported_class_names
 
 CARD_MARKDOWN = os.path.join("assets.extra", "model_card.md")
 CARD_JSON = os.path.join("assets.extra", "model_card.json")
@@ -91,8 +91,7 @@ def card(
     baseline: Dict[str, Any],
 ) -> Dict[str, Any]:
     """The card's contents, as JSON-ready values."""
-    names_file = os.path.join(model_dir, features.CLASS_NAMES_FILE)
-    names = read_class_names(names_file) if tf.io.gfile.exists(names_file) else tuple(features.CLASS_LABELS)
+    names = exported_class_names(model_dir) or tuple(features.CLASS_LABELS)
     candidate = tfma.load_eval_result(evaluation_uri, model_name=tfma.CANDIDATE_KEY) if baseline["found"] else None
     result = candidate or tfma.load_eval_result(evaluation_uri)
     overall, per_class = _overall_and_per_class(result)

@@ -6,6 +6,7 @@ the same choices without paying for TensorFlow's import.
 """
 
 import dataclasses
+import os
 from typing import Any, Dict, Optional, Tuple
 
 from models import features
@@ -137,3 +138,12 @@ def read_class_names(path: str) -> Tuple[str, ...]:
             f"found {len(names)} ({len(set(names))} different)"
         )
     return names
+
+
+def exported_class_names(export_dir: str) -> Optional[Tuple[str, ...]]:
+    """The class names an exported model answers with (its `assets.extra/labels.txt`), or None for a
+    model without the file."""
+    import tensorflow as tf  # Only where a model is read.
+
+    path = os.path.join(export_dir, features.CLASS_NAMES_FILE)
+    return read_class_names(path) if tf.io.gfile.exists(path) else None

@@ -22,7 +22,7 @@ import tf_keras as keras
 from absl import logging
 
 from models import features, robustness
-from models.config import read_class_names
+from models.config import exported_class_names
 from models.model import METRICS_CSV, trained_model
 from pipeline import configs, summary
 from reports import analysis, figures
@@ -81,8 +81,7 @@ def serving_model(model_uri: str) -> str:
 
 def class_names(model_uri: str) -> Tuple[str, ...]:
     """The names the model answers with (its `assets.extra/labels.txt`; digits for models without)."""
-    path = os.path.join(serving_model(model_uri), features.CLASS_NAMES_FILE)
-    return read_class_names(path) if tf.io.gfile.exists(path) else tuple(features.CLASS_LABELS)
+    return exported_class_names(serving_model(model_uri)) or tuple(features.CLASS_LABELS)
 
 
 def predict(model_uri: str, pixels: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, predict_pb2, prediction_log_pb2
 
-from models.config import read_class_names
-from models.features import CLASS_NAMES_FILE, CLASSES_OUTPUT, CLASSIFY_INPUT, SCORES_OUTPUT, WARMUP_FILE
+from models.config import exported_class_names
+from models.features import CLASSES_OUTPUT, CLASSIFY_INPUT, SCORES_OUTPUT, WARMUP_FILE
 from serving import inputs
 from serving.errors import InvalidArgument
 
@@ -131,9 +131,7 @@ def load(model_name: str, version: int, path: str) -> Servable:
     }
     if not signatures:
         raise ValueError(f"{path} has no serving signatures")
-    names_file = os.path.join(path, CLASS_NAMES_FILE)
-    class_names = read_class_names(names_file) if tf.io.gfile.exists(names_file) else None
-    return Servable(model_name, version, signatures, signature_defs, class_names, loaded)
+    return Servable(model_name, version, signatures, signature_defs, exported_class_names(path), loaded)
 
 
 def serialized_examples(request_input: input_pb2.Input) -> List[bytes]:
