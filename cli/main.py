@@ -190,6 +190,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> configs.Settings:
+    """The run's settings; flags that do not go together end the command with the reason."""
+    try:
+        return _resolved_settings(args)
+    except ValueError as e:
+        raise SystemExit(f"digits {args.command}: {e}") from None
+
+
+def _resolved_settings(args: argparse.Namespace) -> configs.Settings:
     return configs.settings(
         args.profile,
         data_root=args.data,
@@ -219,8 +227,9 @@ def _pipeline_flags() -> argparse.ArgumentParser:
         "--profile",
         choices=sorted(configs.PROFILES),
         default=configs.DEFAULT_PROFILE,
-        help="smoke: a small subset, minutes; standard: full MNIST; full: the best accuracy; "
-        "fashion: Fashion-MNIST (with --data and --labels)",
+        help="smoke: a small subset, minutes; standard: full MNIST; full: longer training; ensemble: five "
+        "CNNs averaged in one model; finetune: from the served model's weights; fashion: Fashion-MNIST "
+        "(with --data)",
     )
     shared.add_argument(
         "--data",

@@ -97,8 +97,13 @@ class TrainerConfig:
     precision: str = AUTO_PRECISION
     strategy: str = DEFAULT_STRATEGY
     seed: int = DEFAULT_SEED
+    ensemble: int = 1
+    """How many CNNs to train (seeds `seed`, `seed + 1`, ...); more than one are exported as one model
+    that averages their probabilities, with the same signatures."""
 
     def __post_init__(self) -> None:
+        if self.ensemble < 1:
+            raise ValueError(f"An ensemble of {self.ensemble} CNNs: expected at least 1")
         if self.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.schedule not in SCHEDULES:

@@ -7,8 +7,9 @@ import sys
 import tempfile
 import time
 from types import ModuleType
-from typing import Dict, List, Optional, TextIO, Union
+from typing import Dict, List, Optional, Sequence, TextIO, Union
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -58,7 +59,9 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     return float(keras.backend.get_value(rate))
 
 
-def build_model(learning_rate: LearningRate, precision: str = "float32", api: ModuleType = keras) -> keras.Model:
+def build_model(
+    learning_rate: LearningRate, precision: str = "float32", api: ModuleType = keras, name: str = "digits_cnn"
+) -> keras.Model:
     """Two conv blocks (32x5x5, 64x3x3) with batch norm, then dense 256, softmax over 10 digits.
 
     `precision` is the layers' dtype policy ("float32" or "mixed_bfloat16": bfloat16 maths, float32
@@ -84,7 +87,7 @@ def build_model(learning_rate: LearningRate, precision: str = "float32", api: Mo
     outputs = layers.Dense(
         features.NUM_CLASSES, activation="softmax", name=features.PROBABILITIES_OUTPUT, dtype="float32"
     )(x)
-    model = api.Model(inputs, outputs, name="digits_cnn")
+    model = api.Model(inputs, outputs, name=name)
     model.compile(
         optimizer=api.optimizers.Adam(learning_rate),
         loss=api.losses.SparseCategoricalCrossentropy(),
@@ -315,12 +318,35 @@ def warm_start(model: keras.Model, base_model: Optional[str]) -> bool:
     if not variables or not tf.io.gfile.exists(variables + ".index"):
         return False
     model.load_weights(variables).expect_partial()
+    # Keras loads what matches and says nothing of the rest: every weight must now be a served one.
+    saved = tf.train.load_checkpoint(variables)
+    values = [np.asarray(saved.get_tensor(name)) for name in saved.get_variable_to_shape_map()]
+    if not all(any(v.shape == w.shape and np.array_equal(v, w) for v in values) for w in model.get_weights()):
+        raise ValueError(
+            f"{base_model}: the served model is not one CNN of this shape (an ensemble?), so its weights "
+            "cannot start this one; train from scratch (without --warm-start)"
+        )
     return True
+
+
+def member_dir(run_dir: str, index: int) -> str:
+    """Where ensemble member `index` (from 0) keeps its logs and best checkpoint: the first where a single
+    CNN keeps them (so the report's curves and feature maps are its), the others in folders below."""
+    return run_dir if index == 0 else os.path.join(run_dir, f"member-{index + 1}")
+
+
+def ensemble_model(members: Sequence[keras.Model]) -> keras.Model:
+    """One model averaging the members' probabilities, with the CNN's input and output: the export, its
+    signatures and every client see no difference but the answers."""
+    inputs = keras.Input(shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 1), name=IMAGE_XF)
+    average = keras.layers.Average(name=features.PROBABILITIES_OUTPUT, dtype="float32")
+    return keras.Model(inputs, average([member(inputs) for member in members]), name="digits_ensemble")
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train on `train`, select on `eval`, export the serving model.
 
+    An ensemble's members train one after the other, each from its own seed; the export averages them.
     With several workers (multi_worker_mirrored), every worker runs this: they train one model
     together, and only the chief writes where the pipeline reads (the others keep their checkpoints,
     which every worker must write, in a scratch folder they remove)."""
@@ -329,9 +355,59 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     worker = Worker.of(strategy)
     scratch = None if worker.chief else tempfile.mkdtemp(prefix=f"worker-{worker.index}-")
     run_dir = fn_args.model_run_dir if scratch is None else os.path.join(scratch, "run")
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    steps = config.steps_per_epoch or 0
+    if config.schedule != PLATEAU and not steps:  # A schedule per step needs the epoch's length.
+        plain = make_dataset(
+            fn_args.train_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
+        )
+        steps = int(plain.reduce(0, lambda count, _: count + 1))
+        logging.info("Learning rate: %s schedule over %d epochs of %d steps", config.schedule, config.epochs, steps)
+    if config.ensemble > 1:
+        logging.info("Ensemble: %d CNNs, seeds %d-%d", config.ensemble, config.seed, config.seed + config.ensemble - 1)
+    members = [
+        train_member(
+            dataclasses.replace(config, seed=config.seed + index),
+            fn_args,
+            tf_transform_output,
+            strategy,
+            worker,
+            member_dir(run_dir, index),
+            steps,
+            f"digits_cnn_{index + 1}" if config.ensemble > 1 else "digits_cnn",
+        )
+        for index in range(config.ensemble)
+    ]
+    if scratch is not None:
+        tf.io.gfile.rmtree(scratch)
+        # TFX's Trainer executor requires the model folder on every worker; on a cluster all workers
+        # share it, and the chief fills it.
+        tf.io.gfile.makedirs(fn_args.serving_model_dir)
+        return
+    export_model(
+        members[0] if len(members) == 1 else ensemble_model(members),
+        tf_transform_output,
+        fn_args.serving_model_dir,
+        PixelDomain.from_schema(fn_args.schema_path),
+        class_names=config.class_names,
+    )
+    logging.info("Model exported to %s", fn_args.serving_model_dir)
+
+
+def train_member(
+    config: TrainerConfig,
+    fn_args: tfx.components.FnArgs,
+    tf_transform_output: tft.TFTransformOutput,
+    strategy: tf.distribute.Strategy,
+    worker: Worker,
+    run_dir: str,
+    steps: int,
+    name: str,
+) -> keras.Model:
+    """One CNN trained from `config.seed` (warm-started when the Trainer got a base model and trains a
+    single CNN), with its best epoch's weights, as a plain model that can be exported."""
     precision = resolve_precision(config.precision)
     tf.random.set_seed(config.seed)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = make_dataset(
         fn_args.train_files,
         fn_args.data_accessor,
@@ -344,22 +420,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     evaluation = make_dataset(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
     )
-    steps = config.steps_per_epoch or 0
-    if config.schedule != PLATEAU and not steps:  # A schedule per step needs the epoch's length.
-        plain = make_dataset(
-            fn_args.train_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
-        )
-        steps = int(plain.reduce(0, lambda count, _: count + 1))
-        logging.info("Learning rate: %s schedule over %d epochs of %d steps", config.schedule, config.epochs, steps)
     with strategy.scope():
-        model = build_model(learning_rate(config, steps), precision)
+        model = build_model(learning_rate(config, steps), precision, name=name)
         if fn_args.base_model is not None:  # Warm start asked for (the Trainer got a base model).
-            if warm_start(model, fn_args.base_model):
+            if config.ensemble > 1:
+                logging.info("Warm start: not for an ensemble's members, training %s from scratch", name)
+            elif warm_start(model, fn_args.base_model):
                 logging.info("Warm start: from the weights of the served model %s", fn_args.base_model)
             else:
                 logging.info("Warm start: no model served yet, training from scratch")
     logging.info(
-        "Training for up to %d epochs on %d replica(s) (worker %d of %d%s), layers in %s (precision %s); logs in %s",
+        "Training %s for up to %d epochs on %d replica(s) (worker %d of %d%s), layers in %s (precision %s); logs in %s",
+        name,
         config.epochs,
         strategy.num_replicas_in_sync,
         worker.index,
@@ -381,19 +453,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         # Distributed variables cannot be saved in serving signatures: the weights (read by every worker
         # together, as batch norm's statistics are reduced across replicas) go into a plain copy.
         weights = model.get_weights()
-        model = build_model(config.learning_rate, precision)  # For serving only: the rate is not used.
+        model = build_model(config.learning_rate, precision, name=name)  # For serving only: the rate is not used.
         model.set_weights(weights)
-    if scratch is not None:
-        tf.io.gfile.rmtree(scratch)
-        # TFX's Trainer executor requires the model folder on every worker; on a cluster all workers
-        # share it, and the chief fills it.
-        tf.io.gfile.makedirs(fn_args.serving_model_dir)
-        return
-    export_model(
-        model,
-        tf_transform_output,
-        fn_args.serving_model_dir,
-        PixelDomain.from_schema(fn_args.schema_path),
-        class_names=config.class_names,
-    )
-    logging.info("Model exported to %s", fn_args.serving_model_dir)
+    return model

@@ -98,7 +98,9 @@ PROFILES: Dict[str, Profile] = {
         # The cosine schedule ends at a rate of zero, where plateau halving kept 10 epochs near the
         # starting rate; 15 epochs reach 99.5% within 10 minutes on 2 cores (BENCHMARKS.md, accuracy levers).
         Profile("standard", min_accuracy=0.993, trainer=TrainerConfig(epochs=15, schedule=COSINE)),
-        Profile("full", min_accuracy=0.995, trainer=TrainerConfig(epochs=30)),
+        Profile("full", min_accuracy=0.995, trainer=TrainerConfig(epochs=30, schedule=COSINE)),
+        # Five standard CNNs from five seeds, averaged in one exported model (BENCHMARKS.md, ensemble).
+        Profile("ensemble", min_accuracy=0.995, trainer=TrainerConfig(epochs=15, schedule=COSINE, ensemble=5)),
         # New data for a served model: a few epochs from its weights, through the same gates as any
         # candidate (it must still beat the model it started from). The served model ended its cosine
         # schedule at a rate of zero: a steady 3e-4 undid it (99.52% -> 99.27%, BENCHMARKS.md), so the
@@ -160,6 +162,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_name(self.model_name)
+        if self.warm_start and self.trainer.ensemble > 1:
+            raise ValueError(f"profile {self.profile.name!r}: an ensemble's CNNs train from scratch, not warm-started")
 
 
 def check_name(name: str) -> str:

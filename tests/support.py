@@ -21,6 +21,7 @@ from PIL import Image
 from components.digit_example_gen import readers
 from components.digit_example_gen.readers import idx_bytes
 from models import features
+from models.config import TrainerConfig
 from pipeline import configs
 
 
@@ -84,6 +85,26 @@ def pipeline_test_digits(
     pixels = np.array([e.features.feature[features.IMAGE_KEY].int64_list.value for e in examples], np.float32)
     labels = np.array([e.features.feature[features.LABEL_KEY].int64_list.value[0] for e in examples])
     return records, pixels.reshape(-1, features.IMAGE_SIZE, features.IMAGE_SIZE), labels
+
+
+def trainer_job(run: Any, folder: Any, config: TrainerConfig, base_model: Optional[str] = None) -> str:
+    """A job file for `tests.trainer_worker` (TFX's Trainer executor) on a pipeline run's Transform
+    outputs (an execution's outputs share its id) and the curated schema, writing under `folder`."""
+    graph = run.transform_graph_uri
+    schema = folder / "schema"
+    schema.mkdir(parents=True)
+    shutil.copy(configs.SCHEMA_PATH, schema / "schema.pbtxt")
+    job = {
+        "base_model": base_model,
+        "transformed_examples": graph.replace("transform_graph", "transformed_examples"),
+        "transform_graph": graph,
+        "schema": str(schema),
+        "model": str(folder / "model"),
+        "model_run": str(folder / "model_run"),
+        "custom_config": config.as_custom_config(),
+    }
+    (folder / "job.json").write_text(json.dumps(job))
+    return str(folder / "job.json")
 
 
 def mnist_digits(prefix: str, count: int) -> Tuple[np.ndarray, np.ndarray]:

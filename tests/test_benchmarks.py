@@ -86,3 +86,12 @@ def test_serving_benchmark_measures_rest_grpc_in_process_and_first_requests(smok
     signatures = {features.IMAGES_SIGNATURE, features.IMAGE_BYTES_SIGNATURE, features.CLASSIFY_SIGNATURE}
     for warmup in ("with", "without"):
         assert set(result[f"first_request_ms_{warmup}_warmup"]) == signatures
+
+
+def test_ensemble_members_are_read_in_seed_order(tmp_path):
+    from benchmarks import ensemble
+
+    for name in ("member-10", "member-2", "member-3", "checkpoints", "member-notes"):
+        (tmp_path / name).mkdir()
+    found = [path.removeprefix(str(tmp_path)) for path in ensemble.member_dirs(str(tmp_path))]
+    assert found == ["", "/member-2", "/member-3", "/member-10"]

@@ -29,7 +29,7 @@ def test_profiles_and_defaults():
         AUTO_PRECISION,
     )
     assert settings.data_root is None and settings.beam_args == configs.DEFAULT_BEAM_ARGS
-    assert set(configs.PROFILES) == {"smoke", "standard", "full", "fashion", "finetune"}
+    assert set(configs.PROFILES) == {"smoke", "standard", "full", "ensemble", "fashion", "finetune"}
     assert configs.PROFILES["finetune"].warm_start and not settings.warm_start
     assert configs.PROFILES["standard"].min_accuracy >= 0.993 and configs.PROFILES["full"].min_accuracy >= 0.995
     # Digits are never mirrored; clothes are, and a Fashion-MNIST model has a name of its own.
@@ -124,6 +124,11 @@ def test_warm_start_gives_the_trainer_the_served_model(tmp_path):
     for flags in (("--profile", "smoke", "--warm-start"), ("--profile", "finetune")):
         base_model = trainer_inputs(*flags)["base_model"]
         assert base_model.producer_component_id == "ServedBaseline", flags
+
+
+def test_flags_that_do_not_go_together_end_the_command_with_the_reason():
+    with pytest.raises(SystemExit, match="digits run: profile 'ensemble': an ensemble's CNNs train from scratch"):
+        main._settings(main.parser().parse_args(["run", "--profile", "ensemble", "--warm-start"]))
 
 
 @pytest.mark.parametrize("name", ["Digits", "my_model", "-x", "a/b", ""])

@@ -20,6 +20,8 @@ from models.config import (
     Augmentation,
     TrainerConfig,
 )
+from pipeline import configs
+from tests import support
 
 
 def test_cnn_architecture():
@@ -170,6 +172,38 @@ def test_warm_start_loads_the_served_models_weights(served_model, tmp_path):
     assert not weights_served(fresh)
     assert model.warm_start(fresh, served_model) is True
     assert weights_served(fresh)
+
+
+@pytest.mark.e2e
+def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tmp_path):
+    """Two CNNs from two seeds, trained by TFX's Trainer executor on the smoke run's data: the export
+    has a single CNN's signatures and answers with the mean of the members' probabilities."""
+    from benchmarks import mnist
+    from tests import trainer_worker
+
+    config = TrainerConfig(epochs=1, batch_size=32, steps_per_epoch=12, precision="float32", ensemble=2, seed=7)
+    trainer_worker.main(support.trainer_job(smoke_run[1], tmp_path, config))
+    export = tf.saved_model.load(str(tmp_path / "model" / "Format-Serving"))
+    single = tf.saved_model.load(served_model)
+    assert set(export.signatures) == set(single.signatures)
+
+    _, pixels, _ = support.pipeline_test_digits(smoke_run[0], 64)
+    images = tf.constant(mnist.scaled(pixels))
+    runs = [model.member_dir(str(tmp_path / "model_run"), index) for index in range(2)]
+    assert all(os.path.exists(os.path.join(run, model.METRICS_CSV)) for run in runs)
+    members = [model.trained_model(run)(images, training=False).numpy() for run in runs]
+    assert not np.allclose(members[0], members[1], atol=1e-3)  # Two seeds, two different CNNs.
+    served = export.signatures[features.IMAGES_SIGNATURE](**{features.IMAGES_INPUT: tf.constant(pixels)})
+    np.testing.assert_allclose(served[features.PROBABILITIES_OUTPUT].numpy(), np.mean(members, axis=0), atol=1e-5)
+    with pytest.raises(ValueError, match="not one CNN"):  # Its weights cannot warm-start a single CNN.
+        model.warm_start(model.build_model(1e-3), str(tmp_path / "model" / "Format-Serving"))
+
+
+def test_an_ensemble_is_not_warm_started():
+    with pytest.raises(ValueError, match="from scratch"):
+        configs.settings("ensemble", warm_start=True)
+    with pytest.raises(ValueError, match="at least 1"):
+        TrainerConfig(epochs=1, ensemble=0)
 
 
 def test_unknown_strategy():

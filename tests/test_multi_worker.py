@@ -7,7 +7,6 @@ scratch, an epoch of the smoke data is too few steps for batch norm's statistics
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -36,24 +35,9 @@ def _free_ports(count: int):
 
 
 def _job(smoke_run, folder, strategy: str) -> str:
-    """The smoke run's Transform outputs (an execution's outputs share its id), the curated schema, and
-    the smoke run's model to start from."""
-    _, first = smoke_run
-    graph = first.transform_graph_uri
-    schema = folder / "schema"
-    schema.mkdir(parents=True)
-    shutil.copy(configs.SCHEMA_PATH, schema / "schema.pbtxt")
-    job = {
-        "base_model": first.model_uri,
-        "transformed_examples": graph.replace("transform_graph", "transformed_examples"),
-        "transform_graph": graph,
-        "schema": str(schema),
-        "model": str(folder / "model"),
-        "model_run": str(folder / "model_run"),
-        "custom_config": TrainerConfig(**SETTINGS, strategy=strategy).as_custom_config(),
-    }
-    (folder / "job.json").write_text(json.dumps(job))
-    return str(folder / "job.json")
+    """The smoke run's Transform outputs, starting from the smoke run's model."""
+    config = TrainerConfig(**SETTINGS, strategy=strategy)
+    return support.trainer_job(smoke_run[1], folder, config, base_model=smoke_run[1].model_uri)
 
 
 def _start(job: str, tf_config=None) -> subprocess.Popen:

@@ -1,0 +1,78 @@
+"""An `ensemble` run's members, each alone and averaged K at a time, on `eval` and on `test`.
+
+    .venv/bin/python -m benchmarks.ensemble [--output output]
+
+Reads the newest evaluated run under `--output`: each member's best checkpoint (the first in the
+Trainer's logs folder, the others in `member-N` below it) and the run's `eval` and `test` splits.
+`eval` is where K is chosen; `test` is what is reported. The members are rebuilt in float32, so their
+probabilities differ from the bfloat16 export's in the fourth decimal; the export's own test accuracy
+(TFMA's, on all of `test`) is the run's summary figure.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from benchmarks import mnist
+from models import features
+from pipeline import configs, summary
+from reports.run_report import read_split
+
+MEMBER_FOLDER = re.compile(r"member-(\d+)$")
+
+
+def member_dirs(trainer_logs: str) -> List[str]:
+    """Every member's logs folder, in seed order (see `models.model.member_dir`)."""
+    numbered = {}
+    for path in glob.glob(os.path.join(trainer_logs, "member-*")):
+        match = MEMBER_FOLDER.search(path)
+        if match:
+            numbered[int(match.group(1))] = path
+    return [trainer_logs] + [numbered[number] for number in sorted(numbered)]
+
+
+def probabilities(run_dir: str, pixels: np.ndarray) -> np.ndarray:
+    from models.model import trained_model
+
+    return trained_model(run_dir).predict(mnist.scaled(pixels.astype(np.float32)), batch_size=500, verbose=0)
+
+
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return round(float((np.argmax(probabilities, axis=1) == labels).mean()), 4)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="the pipeline output folder of the run")
+    args = parser.parse_args(argv)
+    run = summary.latest_run(configs.metadata_path(args.output), evaluated=True)
+    if not run.trainer_logs or not run.examples_uri:
+        raise SystemExit(f"no evaluated run under {args.output}")
+    splits = {split: read_split(run.examples_uri, split) for split in (features.EVAL_SPLIT, features.TEST_SPLIT)}
+    members = member_dirs(run.trainer_logs)
+    scores = {split: [probabilities(member, digits.pixels) for member in members] for split, digits in splits.items()}
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "run": run.run_id,
+        "export_test_accuracy": run.accuracy,
+        "members": [
+            {"member": i + 1, **{split: accuracy(scores[split][i], splits[split].labels) for split in splits}}
+            for i in range(len(members))
+        ],
+        "first_k_averaged": [
+            {"k": k, **{split: accuracy(np.mean(scores[split][:k], axis=0), splits[split].labels) for split in splits}}
+            for k in range(1, len(members) + 1)
+        ],
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
