@@ -13,7 +13,6 @@ that fails to load, answers differently or too slowly is not blessed, with the r
 
 import base64
 import dataclasses
-import glob
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, InfraBlessing, Model
 from tfx.utils import path_utils
 
+from components import examples
 from models import features
 from serving import client as serving_client
 
@@ -135,15 +135,11 @@ def _wait_available(server: _Server, model_name: str, seconds: float) -> None:
 
 def _test_digits(examples_uri: str, count: int):
     """The first `count` test digits: serialized tf.Examples, pixels [n, 28, 28] and PNGs."""
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{features.TEST_SPLIT}", "*")))
-    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
-    if not records:
+    digits = examples.first_digits(examples.split_files(examples_uri, features.TEST_SPLIT), count)
+    if not digits.records:
         raise CanaryRefusalError(f"no test digits under {examples_uri} to send")
-    parsed = [tf.train.Example.FromString(r) for r in records]
-    pixels = np.array([e.features.feature[features.IMAGE_KEY].int64_list.value for e in parsed], np.float32)
-    pixels = pixels.reshape(-1, features.IMAGE_SIZE, features.IMAGE_SIZE)
-    pngs = [tf.io.encode_png(tf.constant(p.astype(np.uint8)[..., None])).numpy() for p in pixels]
-    return records, pixels, pngs
+    pngs = [tf.io.encode_png(tf.constant(p.astype(np.uint8)[..., None])).numpy() for p in digits.pixels]
+    return digits.records, digits.pixels, pngs
 
 
 def _compare(what: str, served: Any, expected: np.ndarray) -> None:

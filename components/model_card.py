@@ -16,7 +16,6 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from absl import logging
@@ -26,6 +25,7 @@ from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBl
 from tfx.utils import io_utils, path_utils
 
 from components.baseline import SERVED_VERSION, has_model
+from components.examples import first_digits, split_files
 from models import features, robustness
 from models.config import exported_class_names
 
@@ -67,18 +67,6 @@ def _confusions(result: tfma.EvalResult) -> List[Tuple[int, int, int]]:
     return []
 
 
-def _test_digits(examples_uri: str, count: int) -> Tuple[np.ndarray, np.ndarray]:
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{features.TEST_SPLIT}", "*")))
-    spec = {
-        features.IMAGE_KEY: tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64),
-        features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
-    }
-    data = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count).batch(count)
-    parsed = next(iter(data.map(lambda r: tf.io.parse_example(r, spec))))
-    pixels = parsed[features.IMAGE_KEY].numpy().astype(np.float32).reshape(-1, features.IMAGE_SIZE, features.IMAGE_SIZE)
-    return pixels, parsed[features.LABEL_KEY].numpy()[:, 0]
-
-
 def card(
     model_name: str,
     model_dir: str,
@@ -98,9 +86,9 @@ def card(
     if baseline["found"]:
         baseline_result = tfma.load_eval_result(evaluation_uri, model_name=tfma.BASELINE_KEY)
         baseline["accuracy"] = _overall_and_per_class(baseline_result)[0]
-    pixels, labels = _test_digits(examples["uri"], ROBUSTNESS_DIGITS)
+    digits = first_digits(split_files(examples["uri"], features.TEST_SPLIT), ROBUSTNESS_DIGITS)
     signatures = tf.saved_model.load(model_dir).signatures
-    perturbed = robustness.accuracies(signatures[features.IMAGES_SIGNATURE], pixels, labels)
+    perturbed = robustness.accuracies(signatures[features.IMAGES_SIGNATURE], digits.pixels, digits.labels)
     weakest = sorted(per_class.items(), key=lambda kv: kv[1])[:3]
     return {
         "model": {
@@ -125,7 +113,7 @@ def card(
                 {"true": names[t], "predicted": names[p], "count": n} for t, p, n in _confusions(result)[:5]
             ],
             "weakest_classes": [{"class": names[k], "accuracy": v} for k, v in weakest],
-            "robustness": {"test_digits": int(len(labels)), **perturbed},
+            "robustness": {"test_digits": int(len(digits.labels)), **perturbed},
         },
     }
 

@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from components import examples
 from components.digit_example_gen import readers
 from components.digit_example_gen.readers import idx_bytes
-from models import features
 from models.config import TrainerConfig
 from pipeline import configs
 
@@ -79,12 +79,10 @@ def pipeline_test_digits(
 ) -> Tuple[List[bytes], np.ndarray, np.ndarray]:
     """The first `count` test-split examples a pipeline run ingested: serialized, pixels (n, 28, 28), labels."""
     root = configs.pipeline_root(output_root, name)
-    pattern = os.path.join(root, "DigitExampleGen", "examples", "*", "Split-test", "*.gz")
-    records = [r.numpy() for r in tf.data.TFRecordDataset(glob.glob(pattern), compression_type="GZIP").take(count)]
-    examples = [tf.train.Example.FromString(r) for r in records]
-    pixels = np.array([e.features.feature[features.IMAGE_KEY].int64_list.value for e in examples], np.float32)
-    labels = np.array([e.features.feature[features.LABEL_KEY].int64_list.value[0] for e in examples])
-    return records, pixels.reshape(-1, features.IMAGE_SIZE, features.IMAGE_SIZE), labels
+    digits = examples.first_digits(
+        glob.glob(os.path.join(root, "DigitExampleGen", "examples", "*", "Split-test", "*.gz")), count
+    )
+    return digits.records, digits.pixels, digits.labels
 
 
 def trainer_job(run: Any, folder: Any, config: TrainerConfig, base_model: Optional[str] = None) -> str:
