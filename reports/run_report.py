@@ -21,6 +21,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
+from components.examples import split_files
 from models import features, robustness
 from models.config import exported_class_names
 from models.model import METRICS_CSV, trained_model
@@ -55,10 +56,9 @@ def reports_root(output_root: str, name: str = configs.PIPELINE_NAME) -> str:
 
 def read_split(examples_uri: str, split: str, pixels_limit: Optional[int] = None) -> Digits:
     """Labels of every example in an ExampleGen split, and the pixels of the first `pixels_limit`."""
-    pattern = os.path.join(examples_uri, f"Split-{split}", "*")
-    files = sorted(tf.io.gfile.glob(pattern))
+    files = split_files(examples_uri, split)
     if not files:
-        raise ReportError(f"no examples for split '{split}' at {pattern}")
+        raise ReportError(f"no examples for split '{split}' at {os.path.join(examples_uri, f'Split-{split}', '*')}")
     spec = {
         features.IMAGE_KEY: tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64),
         features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
