@@ -64,14 +64,8 @@ class Augmentation:
     noise: float = 0.0
     """Additive Gaussian noise, in grey levels (0-255): each picture gets a sigma drawn between 0 and
     this, so the model sees clean pictures and grainy ones (scans, photos) alike."""
-    elastic: float = 0.0
-    """Elastic distortion's strength (Simard et al., 2003: alpha 34 at sigma 4 for 28x28 digits): every
-    pixel moves by a random field smoothed with a Gaussian of `ELASTIC_SIGMA` pixels and scaled by this,
-    the local wobble of a pen that no affine move makes. 0: none."""
 
 
-ELASTIC_SIGMA = 4.0
-"""Pixels over which elastic distortion's random field is smoothed: Simard et al.'s setting for digits."""
 NOTEBOOK_AUGMENTATION = Augmentation()
 """The Kaggle notebook's: rotation 10, zoom 0.1, shifts 0.1."""
 DIGIT_AUGMENTATION = Augmentation(noise=30.0)

@@ -22,7 +22,6 @@ from models.config import (
     DEFAULT_SEED,
     DIGIT_AUGMENTATION,
     DTYPE_POLICIES,
-    ELASTIC_SIGMA,
     NO_AUGMENTATION,
     PLATEAU,
     Augmentation,
@@ -107,8 +106,8 @@ def trained_model(run_dir: str) -> keras.Model:
 
 def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) -> tf.Tensor:
     """Random rotation, zoom and shifts of a batch of [0, 1] pictures (by default +-10 deg, 0.9-1.1 per
-    axis, +-10%), with `flip` a left-right mirror of half of the images on average, with `elastic` an
-    elastic distortion after them, and with `noise` Gaussian noise of a random strength per picture.
+    axis, +-10%), with `flip` a left-right mirror of half of the images on average, and with `noise`
+    Gaussian noise of a random strength per picture.
 
     The moves are composed into one affine transform per image and applied in a single resampling of
     the whole batch: one interpolation instead of several, and one op for the batch.
@@ -141,53 +140,10 @@ def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) 
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
-    if augmentation.elastic:
-        moved = elastic_distort(moved, augmentation.elastic)
     if not augmentation.noise:
         return moved
     sigma = tf.random.uniform([batch, 1, 1, 1], 0.0, augmentation.noise / features.MAX_PIXEL)
     return tf.clip_by_value(moved + sigma * tf.random.normal(tf.shape(moved)), 0.0, 1.0)
-
-
-def elastic_distort(images: tf.Tensor, alpha: float, sigma: float = ELASTIC_SIGMA) -> tf.Tensor:
-    """Simard et al.'s elastic distortion of a batch of one-channel pictures: a displacement field of
-    uniform noise in [-1, 1] per pixel and axis, smoothed by a Gaussian of `sigma` pixels and scaled by
-    `alpha`, resampled bilinearly (outside the frame is background, 0)."""
-    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-
-    def gaussian(size: tf.Tensor) -> tf.Tensor:  # Rows: the zero-padded Gaussian filter at each position.
-        at = tf.range(size, dtype=tf.float32)
-        weights = tf.exp(-((at[:, None] - at[None, :]) ** 2) / (2 * sigma**2))
-        return weights / (math.sqrt(2 * math.pi) * sigma)
-
-    field = tf.random.uniform([batch, height, width, 2], -1.0, 1.0)
-    field = tf.einsum("ij,bjkc,lk->bilc", gaussian(height), field, gaussian(width))  # Down columns, along rows.
-    rows, cols = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
-    y, x = rows + alpha * field[..., 0], cols + alpha * field[..., 1]
-    y0, x0 = tf.floor(y), tf.floor(x)
-    plane = images[..., 0]
-    index = tf.broadcast_to(tf.range(batch)[:, None, None], tf.shape(y))
-
-    def pixel(row: tf.Tensor, col: tf.Tensor) -> tf.Tensor:
-        inside = (row >= 0) & (row < tf.cast(height, tf.float32)) & (col >= 0) & (col < tf.cast(width, tf.float32))
-        at = tf.stack(
-            [
-                index,
-                tf.clip_by_value(tf.cast(row, tf.int32), 0, height - 1),
-                tf.clip_by_value(tf.cast(col, tf.int32), 0, width - 1),
-            ],
-            axis=-1,
-        )
-        return tf.where(inside, tf.gather_nd(plane, at), 0.0)
-
-    wy, wx = y - y0, x - x0
-    warped = (
-        (1 - wy) * (1 - wx) * pixel(y0, x0)
-        + (1 - wy) * wx * pixel(y0, x0 + 1)
-        + wy * (1 - wx) * pixel(y0 + 1, x0)
-        + wy * wx * pixel(y0 + 1, x0 + 1)
-    )
-    return warped[..., None]
 
 
 def make_dataset(

@@ -100,34 +100,6 @@ def test_noise_has_a_random_strength_per_picture_and_stays_in_range():
     np.testing.assert_array_equal(model.augment(tf.constant(images), NO_AUGMENTATION).numpy(), images)
 
 
-def test_elastic_distortion_moves_pixels_by_a_smooth_field_of_a_few_pixels():
-    """On a ramp (each pixel's value its column), bilinear resampling is exact, so the picture read back
-    is the field itself: a few pixels, smooth (neighbours move alike, distant pixels differently)."""
-    tf.random.set_seed(4)
-    ramp = np.tile(np.arange(28, dtype=np.float32) / 27, (64, 28, 1))[..., None]
-    np.testing.assert_allclose(model.elastic_distort(tf.constant(ramp), 0.0).numpy(), ramp, atol=1e-6)
-    moved = (model.elastic_distort(tf.constant(ramp), 34.0).numpy() - ramp)[:, 6:22, 6:22, 0] * 27
-    spread = moved.std()
-    assert 0.5 < spread < 4, spread
-    neighbours = np.abs(np.diff(moved, axis=2)).mean()
-    distant = np.abs(moved[:, :, 8:] - moved[:, :, :-8]).mean()
-    assert neighbours < 0.3 * distant, (neighbours, distant)
-    # Interpolation weights sum to one: a uniform picture stays uniform away from the frame's edges.
-    flat = model.elastic_distort(tf.ones((8, 28, 28, 1)), 34.0).numpy()
-    np.testing.assert_allclose(flat[:, 8:20, 8:20], 1.0, atol=1e-5)
-
-
-def test_elastic_distortion_keeps_the_digit():
-    tf.random.set_seed(5)
-    images = _digit_batch()
-    out = model.augment(images, dataclasses.replace(NO_AUGMENTATION, elastic=34.0)).numpy()
-    assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
-    assert (np.abs(out - images.numpy()).reshape(len(out), -1).max(axis=1) > 0.1).all()
-    # Stretched here, squeezed there (a solid block's ink can halve or double), kept on the whole.
-    mass = out.reshape(len(out), -1).sum(axis=1) / images.numpy()[0].sum()
-    assert 0.9 < np.median(mass) < 1.1 and mass.min() > 0.4 and mass.max() < 2.5, mass
-
-
 def test_cosine_schedule_warms_up_then_falls_to_nothing():
     config = TrainerConfig(epochs=5, learning_rate=1e-3, schedule="cosine", warmup_epochs=1)
     rate = model.learning_rate(config, steps_per_epoch=100)
