@@ -6,7 +6,7 @@ import pytest
 from benchmarks import mnist, overhead, tflite, time_to_accuracy, training
 from benchmarks import serving as serving_benchmark
 from cli.logs import setup_logging
-from models import features
+from models import features, robustness
 from pipeline import configs
 
 
@@ -95,3 +95,35 @@ def test_ensemble_members_are_read_in_seed_order(tmp_path):
         (tmp_path / name).mkdir()
     found = [path.removeprefix(str(tmp_path)) for path in ensemble.member_dirs(str(tmp_path))]
     assert found == ["", "/member-2", "/member-3", "/member-10"]
+
+
+def test_batch_norm_statistics_refreshed_standardize_each_layers_inputs():
+    import tf_keras as keras
+
+    from benchmarks import batch_norm
+    from models import model
+
+    net = model.build_model(1e-3)
+    pixels = np.random.default_rng(0).integers(0, 256, (600, 28, 28)).astype(np.float32)
+    batch_norm.refresh_statistics(net, pixels)
+    images = mnist.scaled(pixels)
+    norms = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 5
+    for layer in norms:  # In inference each layer's outputs now have mean beta (0) and variance gamma^2 (1)
+        out = keras.Model(net.input, layer.output)(images, training=False).numpy()
+        flat = out.reshape(-1, out.shape[-1])
+        variance = layer.moving_variance.numpy()  # (shrunk by the epsilon that keeps the division safe).
+        np.testing.assert_allclose(flat.mean(axis=0), 0.0, atol=1e-2)
+        np.testing.assert_allclose(flat.var(axis=0), variance / (variance + layer.epsilon), rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.e2e
+def test_batch_norm_benchmark_scores_both_ways(smoke_output):
+    from benchmarks import batch_norm
+
+    result = batch_norm.main(["--output", smoke_output, "--train-digits", "500"])
+    for way in ("as_trained", "refreshed"):
+        for split in (features.EVAL_SPLIT, features.TEST_SPLIT):
+            assert set(result[way][split]) == {"clean", *robustness.PERTURBATIONS}
+    # The float32 rebuild scores the test split as the exported model did (TFMA, bfloat16).
+    assert abs(result["as_trained"][features.TEST_SPLIT]["clean"] - result["export_test_accuracy"]) < 0.02
