@@ -18,9 +18,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from benchmarks import mnist
+from benchmarks import mnist, runs
 from models import features, robustness
-from pipeline import configs, summary
 from reports.run_report import read_split
 
 BATCH = 1000
@@ -58,15 +57,13 @@ def refresh_statistics(net, pixels: np.ndarray) -> None:
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="the pipeline output folder of the run")
+    runs.add_output_flag(parser)
     parser.add_argument("--train-digits", type=int, default=20_000, help="clean `train` digits to measure on")
     args = parser.parse_args(argv)
-    run = summary.latest_run(configs.metadata_path(args.output), evaluated=True)
-    if not run.trainer_logs or not run.examples_uri:
-        raise SystemExit(f"no evaluated run under {args.output}")
+    run = runs.evaluated_run(args.output)
     from models.model import trained_model
 
-    splits = {split: read_split(run.examples_uri, split) for split in (features.EVAL_SPLIT, features.TEST_SPLIT)}
+    splits = runs.eval_and_test(run)
     net = trained_model(run.trainer_logs)
     as_trained = {split: _scores(net, digits) for split, digits in splits.items()}
     refresh_statistics(net, read_split(run.examples_uri, features.TRAIN_SPLIT, args.train_digits).pixels)

@@ -19,10 +19,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from benchmarks import mnist
-from models import features
-from pipeline import configs, summary
-from reports.run_report import read_split
+from benchmarks import mnist, runs
 
 MEMBER_FOLDER = re.compile(r"member-(\d+)$")
 
@@ -49,12 +46,10 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="the pipeline output folder of the run")
+    runs.add_output_flag(parser)
     args = parser.parse_args(argv)
-    run = summary.latest_run(configs.metadata_path(args.output), evaluated=True)
-    if not run.trainer_logs or not run.examples_uri:
-        raise SystemExit(f"no evaluated run under {args.output}")
-    splits = {split: read_split(run.examples_uri, split) for split in (features.EVAL_SPLIT, features.TEST_SPLIT)}
+    run = runs.evaluated_run(args.output)
+    splits = runs.eval_and_test(run)
     members = member_dirs(run.trainer_logs)
     scores = {split: [probabilities(member, digits.pixels) for member in members] for split, digits in splits.items()}
     result = {

@@ -19,9 +19,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import mnist
+from benchmarks import mnist, runs
 from models.model import trained_model
-from pipeline import configs, summary
 from reports.run_report import predict
 
 CONVERSIONS = ("float32", "float16", "int8-dynamic-range", "int8-calibrated")
@@ -58,15 +57,13 @@ def tflite_predictions(flatbuffer: bytes, images: np.ndarray) -> np.ndarray:
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="the pipeline output folder of the run")
+    runs.add_output_flag(parser)
     parser.add_argument("--save-dir", default=None, help="also write the .tflite files here")
     parser.add_argument(
         "--test-digits", type=int, default=10_000, help=f"the first N test digits (a multiple of {CHUNK})"
     )
     args = parser.parse_args(argv)
-    run = summary.latest_run(configs.metadata_path(args.output), evaluated=True)
-    if not run.trainer_logs or not run.model_uri:
-        raise SystemExit(f"no evaluated run under {args.output}")
+    run = runs.evaluated_run(args.output)
     pixels, labels = mnist.load(mnist.TEST, args.test_digits)
     if len(pixels) % CHUNK:
         raise SystemExit(f"{len(pixels)} test digits: expected a multiple of {CHUNK}")

@@ -161,7 +161,8 @@ def executor_input(spec: Dict[str, Any], task: str, run: Run, task_root: str) ->
     }
 
 
-_FORKSERVER = threading.Lock()
+_forkserver_lock = threading.Lock()
+_forkserver_started = False
 
 
 def _entrypoint(command: List[str]) -> str:
@@ -188,9 +189,10 @@ def _executor_modules(spec: Dict[str, Any]) -> List[str]:
 def _start_forkserver(env: Dict[str, str], preload: List[str]) -> multiprocessing.context.BaseContext:
     """The forkserver context, its server started once with the image's environment (read at import by
     TensorFlow and Keras) and `preload` imported."""
+    global _forkserver_started
     context = multiprocessing.get_context("forkserver")
-    with _FORKSERVER:
-        if not getattr(_start_forkserver, "started", False):
+    with _forkserver_lock:
+        if not _forkserver_started:
             context.set_forkserver_preload(preload)
             saved = dict(os.environ)
             os.environ.update(env)
@@ -199,7 +201,7 @@ def _start_forkserver(env: Dict[str, str], preload: List[str]) -> multiprocessin
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
-            _start_forkserver.started = True  # type: ignore[attr-defined]
+            _forkserver_started = True
     return context
 
 
@@ -227,13 +229,14 @@ def run_task(spec: Dict[str, Any], task: str, run: Run, timeout: float = 900) ->
     leftover = [a for a in command if re.search(r"\{\{\$", a)]
     if leftover:
         raise ValueError(f"task {task}: placeholders this launcher does not fill: {leftover}")
+    image = image_environment()
     env = {
         **{k: v for k, v in os.environ.items() if k in ("HOME", "LANG", "TMPDIR")},
-        **image_environment(),
+        **image,
         "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
     }
     log_path = os.path.join(task_root, "log.txt")  # As the backend keeps each pod's log.
-    pod = _start_forkserver(image_environment(), _executor_modules(spec)).Process(
+    pod = _start_forkserver(image, _executor_modules(spec)).Process(
         target=_pod, args=(command, task_root, env, log_path), name=task
     )
     pod.start()
