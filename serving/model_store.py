@@ -66,6 +66,10 @@ class ModelStore:
         self._options = options
         self._servables: Dict[int, Servable] = {}
         self._ended: Dict[int, VersionStatus] = {}
+        self._versions_lock = threading.Lock()
+        """Held while a version moves between `_servables` and `_ended` and while a status reads both, so
+        that a status request never misses a version in the middle of its move (nor reads a dict that
+        changes under it). Requests read `_servables`, replaced whole, without it."""
         self._failures: Dict[int, _Failure] = {}
         self.watch_error: Optional[str] = None
         """The last error of watching the base path, until a watch succeeds again."""
@@ -106,9 +110,9 @@ class ModelStore:
         # Until a wanted version serves, the loaded ones stand in for it: never serve nothing.
         dropped = sorted(set(self._servables) - set(serving)) if serving else []
         if dropped:
-            self._servables = {v: s for v, s in self._servables.items() if v not in dropped}
-            for version in dropped:
-                self._ended[version] = VersionStatus(version, "END")
+            with self._versions_lock:
+                self._servables = {v: s for v, s in self._servables.items() if v not in dropped}
+                self._ended.update({version: VersionStatus(version, "END") for version in dropped})
             log.info("Unloaded versions %s of %s", dropped, self.name)
 
     def _try_load(self, version: int) -> None:
@@ -127,7 +131,8 @@ class ModelStore:
         except Exception as e:
             message = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
             self._failures[version] = _Failure(fingerprint, attempts, now, message)
-            self._ended[version] = VersionStatus(version, "END", "UNKNOWN", message)
+            with self._versions_lock:
+                self._ended[version] = VersionStatus(version, "END", "UNKNOWN", message)
             log.error(
                 "Version %d of %s failed to load (attempt %d); still serving %s. %s",
                 version,
@@ -138,8 +143,9 @@ class ModelStore:
             )
             return
         self._failures.pop(version, None)
-        self._ended.pop(version, None)
-        self._servables = {**self._servables, version: loaded}
+        with self._versions_lock:
+            self._ended.pop(version, None)
+            self._servables = {**self._servables, version: loaded}
         log.info("Loaded version %d of %s in %.1f s", version, self.name, time.time() - started)
 
     def servable(self, version: Optional[int] = None, label: Optional[str] = None) -> Servable:
@@ -160,8 +166,9 @@ class ModelStore:
     def statuses(self, version: Optional[int] = None) -> List[VersionStatus]:
         """Every version this store has served or tried, newest first (unloaded ones stay as END)."""
         watch = f"watching {self.config.base_path} failed: {self.watch_error}" if self.watch_error else ""
-        found = {v: VersionStatus(v, "AVAILABLE", error_message=watch) for v in self._servables}
-        found.update({v: s for v, s in self._ended.items() if v not in found})
+        with self._versions_lock:
+            found = {v: VersionStatus(v, "AVAILABLE", error_message=watch) for v in self._servables}
+            found.update({v: s for v, s in self._ended.items() if v not in found})
         statuses = [found[v] for v in sorted(found, reverse=True)]
         if version is not None:
             statuses = [s for s in statuses if s.version == version]
@@ -181,9 +188,9 @@ class ModelStore:
                 )
 
     def unload_all(self) -> None:
-        for version in self._servables:
-            self._ended[version] = VersionStatus(version, "END")
-        self._servables = {}
+        with self._versions_lock:
+            self._ended.update({version: VersionStatus(version, "END") for version in self._servables})
+            self._servables = {}
 
 
 class ServerCore:

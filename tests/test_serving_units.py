@@ -3,6 +3,7 @@ TF Serving's config files, request checks, the JSON formats, batching, and the m
 
 import concurrent.futures
 import os
+import sys
 import threading
 import time
 
@@ -427,6 +428,40 @@ def test_newest_versions_serve_per_policy_and_older_ones_stand_in_for_broken_one
         store.servable(version=3)
     with pytest.raises(errors.NotFound, match="Could not find version 9 of model m"):
         store.statuses(9)
+
+
+def test_a_status_read_while_versions_load_and_unload_misses_none(tmp_path):
+    """A status request during a swap lists every version the store has served, as AVAILABLE or END,
+    never none of the two (the watch thread moves versions while request threads read)."""
+    _version(tmp_path, 1)
+    store = _store(tmp_path)
+    store.refresh()
+    missed, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            try:
+                seen = {s.version for s in store.statuses()}
+            except Exception as e:  # A dict that changed while it was read, say.
+                missed.append(repr(e))
+                continue
+            if seen != set(range(1, max(seen) + 1)):
+                missed.append(sorted(seen))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # Switch threads as often as CPython allows, to meet the window.
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for version in range(2, 200):
+            _version(tmp_path, version)
+            store.refresh()
+    finally:
+        stop.set()
+        reader.join()
+        sys.setswitchinterval(interval)
+    assert not missed, missed[:5]
+    assert [s.state for s in store.statuses()] == ["AVAILABLE"] + ["END"] * 198
 
 
 def test_a_half_copied_version_is_retried_once_complete(tmp_path):
