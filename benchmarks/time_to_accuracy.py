@@ -1,6 +1,6 @@
 """Time to a test accuracy (default 99.5%): the notebook approach against the pipeline Trainer's.
 
-    .venv/bin/python -m benchmarks.time_to_accuracy [--target 0.995] [--max-epochs 15] [--epochs 7]
+    .venv/bin/python -m benchmarks.time_to_accuracy [--target 0.995] [--max-epochs 15] [--epochs 10]
         [--seed 42] [--variants ...]
 
 The notebook trains as the popular Kaggle notebooks do: `model.fit` on NumPy arrays through Keras's
@@ -150,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", type=float, default=0.995)
     parser.add_argument("--max-epochs", type=int, default=15)
-    parser.add_argument("--epochs", type=int, default=7, help="the length of the pipeline's learning-rate schedule")
+    parser.add_argument("--epochs", type=int, default=10, help="the length of the pipeline's learning-rate schedule")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = parser.parse_args(argv)

@@ -19,6 +19,9 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2
 
 from models import features, preprocessing
+from models.tracing import skip_autograph_in_tf_keras
+
+skip_autograph_in_tf_keras()
 
 
 @dataclasses.dataclass(frozen=True)

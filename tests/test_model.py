@@ -52,6 +52,20 @@ def test_bfloat16_model_keeps_float32_weights_and_probabilities():
     np.testing.assert_allclose(twin(x, training=False).numpy(), probabilities.numpy(), atol=0.05)
 
 
+def test_autograph_leaves_tf_keras_as_written_and_converts_our_code():
+    from tensorflow.python.autograph.impl import conversion
+
+    from models import tracing
+
+    conv = next(layer for layer in model.build_model(1e-3, "mixed_bfloat16").layers if "Conv2D" in type(layer).__name__)
+    assert type(conv).__module__.startswith(tracing.TF_KERAS + ".")
+    assert conversion.is_allowlisted(type(conv).call)
+    assert not conversion.is_allowlisted(model.augment)
+    tracing.skip_autograph_in_tf_keras()  # a second call adds no second rule
+    rules = [rule for rule in tracing.autograph_config.CONVERSION_RULES if rule.matches(tracing.TF_KERAS)]
+    assert len(rules) == 1
+
+
 def test_unknown_precision():
     with pytest.raises(ValueError, match="Unknown precision 'float16'"):
         model.build_model(1e-3, "float16")

@@ -1,0 +1,22 @@
+"""Keep AutoGraph out of tf_keras's own code.
+
+AutoGraph leaves the packages on its do-not-convert list (TensorFlow, `keras`, NumPy, ...) as they are
+and rewrites everything else called inside a `tf.function`. Keras 2 moved to the `tf_keras` package,
+which TensorFlow 2.16's list does not name, so every trace of `fit`'s train step, of evaluation and of
+the export's signatures rewrote tf_keras's layers and optimizer, and in bfloat16 failed on each of its
+autocast variables, reparsing their module every time (the "AutoGraph could not transform
+create_autocast_variable" warnings in every Trainer log). The CNN's first bfloat16 training step took
+17.2 s against 1.2 s once tf_keras joins the list (BENCHMARKS.md, session 8). tf_keras is written for
+graph mode, as `keras` was, so nothing it computes changes.
+"""
+
+from tensorflow.python.autograph.core import config as autograph_config
+
+TF_KERAS = "tf_keras"
+
+
+def skip_autograph_in_tf_keras() -> None:
+    """Adds tf_keras to AutoGraph's do-not-convert rules (once; AutoGraph reads them on every call)."""
+    rules = autograph_config.CONVERSION_RULES
+    if not any(isinstance(rule, autograph_config.DoNotConvert) and rule.matches(TF_KERAS) for rule in rules):
+        autograph_config.CONVERSION_RULES = (autograph_config.DoNotConvert(TF_KERAS), *rules)
