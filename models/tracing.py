@@ -2,12 +2,13 @@
 
 AutoGraph leaves the packages on its do-not-convert list (TensorFlow, `keras`, NumPy, ...) as they are
 and rewrites everything else called inside a `tf.function`. Keras 2 moved to the `tf_keras` package,
-which TensorFlow 2.16's list does not name, so every trace of `fit`'s train step, of evaluation and of
-the export's signatures rewrote tf_keras's layers and optimizer, and in bfloat16 failed on each of its
-autocast variables, reparsing their module every time (the "AutoGraph could not transform
-create_autocast_variable" warnings in every Trainer log). The CNN's first bfloat16 training step took
-17.2 s against 1.2 s once tf_keras joins the list (BENCHMARKS.md, session 8). tf_keras is written for
-graph mode, as `keras` was, so nothing it computes changes.
+which TensorFlow 2.16's list does not name, so every first trace of `fit`'s train step, of evaluation
+and of the export's signatures rewrote tf_keras's layers and optimizer, and in bfloat16 also failed on
+each autocast variable (the "AutoGraph could not transform create_autocast_variable" warnings that
+filled every Trainer log). In a new process the CNN's first training step took a median 21.5 s in
+bfloat16 and 20.9 s in float32, against 1.8 s and 1.7 s with tf_keras on the list
+(`python -m benchmarks.tracing`, BENCHMARKS.md, session 8). tf_keras is written for graph mode, as
+`keras` was, so nothing it computes changes.
 """
 
 from tensorflow.python.autograph.core import config as autograph_config

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks import mnist, overhead, tflite, time_to_accuracy, training
+from benchmarks import mnist, overhead, tflite, time_to_accuracy, tracing, training
 from benchmarks import serving as serving_benchmark
 from cli.logs import setup_logging
 from models import features, robustness
@@ -57,6 +57,16 @@ def test_training_benchmark_runs_variants_side_by_side():
     ratios = [p / n for p, n in zip(speeds["pipeline"], speeds["notebook"])]
     assert result["ratio_to_notebook"]["pipeline"] == pytest.approx(ratios, rel=0.01)
     assert result["median_ratio_to_notebook"]["pipeline"] == pytest.approx(np.median(ratios), rel=0.01)
+
+
+@pytest.mark.component
+def test_tracing_benchmark_times_the_first_step_with_tf_keras_rewritten_and_left_as_written():
+    records = tracing.main(["--rounds", "1", "--precisions", "float32"])["records"]
+    assert set(records) == {"as-installed float32", "skip-tf-keras float32"}
+    assert [r["tf_keras_left_as_written"] for r in records["as-installed float32"]] == [False]
+    assert [r["tf_keras_left_as_written"] for r in records["skip-tf-keras float32"]] == [True]
+    # The first step includes the trace; the second is the step alone.
+    assert all(r["first_step"] > r["second_step"] > 0 for rs in records.values() for r in rs)
 
 
 @pytest.mark.e2e
