@@ -21,6 +21,8 @@ from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_
 from models import features, preprocessing
 from models.tracing import skip_autograph_in_tf_keras
 
+# Here, at the bottom of what imports tf_keras (`models.model` imports this module), so that training
+# and the export's signatures alike trace tf_keras as written.
 skip_autograph_in_tf_keras()
 
 

@@ -29,15 +29,12 @@ from models.config import (
     resolve_precision,
 )
 from models.export import PixelDomain, export_model
-from models.tracing import skip_autograph_in_tf_keras
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
 BEST_WEIGHTS = "checkpoints/best"
 METRICS_CSV = "metrics.csv"
 LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
-
-skip_autograph_in_tf_keras()
 
 
 def learning_rate(config: TrainerConfig, steps_per_epoch: int) -> LearningRate:
