@@ -9,13 +9,17 @@ from benchmarks.load import run_load
 
 pytestmark = pytest.mark.e2e
 CLIENTS, REQUESTS, SWAPS = 16, 5000, 6
-RSS_GROWTH_LIMIT_MB = 200
-"""Over the whole run, which loads six more versions (one model's memory is tens of MB)."""
-SWAP_GROWTH_LIMIT_MB = 40
+RSS_GROWTH_LIMIT_MB = 230
+"""Over the whole run, which loads six more versions: about 160 MB measured under this load (629 ->
+788 MB, the allocator keeping what the first swaps freed); a leak keeping every version adds 280 MB."""
+SWAP_GROWTH_LIMIT_MB = 90
 """Between the peak of the first three swaps and that of the last three: with one version kept (TF
 Serving's default), each swap unloads the previous version, so memory must not climb with every swap.
-It does settle: the allocator keeps what the first loads freed (measured over 8 swaps: 736, 771, 803,
-796, 792, 768, 791, 767 MB)."""
+A leak that kept every version would add one version's memory per swap, 47-49 MB for the smoke model
+(measured with a `latest { num_versions: 10 }` policy, idle: 629, 677, 725, 769, 818, 861, 910 MB), so
+about 140 MB here. Without a leak the peaks still differ by up to about 45 MB, because the allocator
+and Python's cyclic collector keep what the first swaps freed (measured under this load: 753.5 -> 795.4,
+the CI failure that set this limit; 749 -> 769 idle)."""
 
 
 def test_load_with_hot_swaps_has_no_errors(served_model, other_model, tmp_path):
