@@ -1,5 +1,8 @@
 """The benchmark commands run, and measure what they say (the long runs themselves are in BENCHMARKS.md)."""
 
+import argparse
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -7,6 +10,7 @@ from benchmarks import mnist, overhead, tflite, time_to_accuracy, tracing, train
 from benchmarks import serving as serving_benchmark
 from cli.logs import setup_logging
 from models import features, robustness
+from models.config import Augmentation
 from pipeline import configs
 
 
@@ -45,6 +49,18 @@ def test_time_to_accuracy_holds_out_the_eval_share_and_keeps_test_apart():
     # The pipeline's eval share (1 in 12 hash buckets), and the official test digits untouched.
     assert len(splits["eval_labels"]) / 60_000 == configs.SPLIT_BUCKETS.eval / configs.SPLIT_BUCKETS.total
     np.testing.assert_array_equal(splits["test_labels"], mnist.load(mnist.TEST)[1])
+
+
+def test_time_to_accuracy_variants_change_the_standard_trainer_field_by_field():
+    standard = configs.PROFILES[configs.DEFAULT_PROFILE].trainer
+    plain = time_to_accuracy.pipeline_config("pipeline", 10, 7)
+    assert plain == dataclasses.replace(standard, epochs=10, seed=7)
+    changed = time_to_accuracy.pipeline_config('pipeline:batch_size=64,augmentation={"noise":0}', 10, 7)
+    assert changed == dataclasses.replace(plain, batch_size=64, augmentation=Augmentation(noise=0))
+    for bad in ("pipeline:batch=64", "pipeline:batch_size", 'pipeline:schedule="step"', "notebook:batch_size=1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            time_to_accuracy.variant_name(bad)
+    assert time_to_accuracy.variant_name("notebook-bf16") == "notebook-bf16"
 
 
 @pytest.mark.component
