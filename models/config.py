@@ -86,13 +86,6 @@ class TrainerConfig:
     warmup_epochs: float = 1.0
     """`cosine`: epochs over which the rate climbs linearly from a tenth of the peak to the peak."""
     early_stopping_patience: int = 6
-    label_smoothing: float = 0.0
-    """Share of each label's probability spread over the other classes in the loss (0: none)."""
-    weight_decay: float = 0.0
-    """Adam's decoupled weight decay (AdamW), per unit of learning rate (0: none)."""
-    weight_averaging: float = 0.0
-    """Momentum per step of an exponential moving average of the weights, which validation, the best
-    checkpoint and the export use while training goes on from the raw weights (0: the raw weights)."""
     reduce_lr_patience: int = 3
     reduce_lr_factor: float = 0.5
     min_learning_rate: float = 1e-5
@@ -109,12 +102,6 @@ class TrainerConfig:
     that averages their probabilities, with the same signatures."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"Label smoothing {self.label_smoothing}: expected a share in [0, 1)")
-        if not 0.0 <= self.weight_averaging < 1.0:
-            raise ValueError(
-                f"Weight averaging momentum {self.weight_averaging}: expected 0 (off) or a momentum in (0, 1)"
-            )
         if self.ensemble < 1:
             raise ValueError(f"An ensemble of {self.ensemble} CNNs: expected at least 1")
         if self.precision not in PRECISIONS:

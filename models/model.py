@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 from types import ModuleType
-from typing import Callable, Dict, List, Optional, Sequence, TextIO, Union
+from typing import Dict, List, Optional, Sequence, TextIO, Union
 
 import numpy as np
 import tensorflow as tf
@@ -60,21 +60,14 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
 
 
 def build_model(
-    learning_rate: LearningRate,
-    precision: str = "float32",
-    api: ModuleType = keras,
-    name: str = "digits_cnn",
-    label_smoothing: float = 0.0,
-    weight_averaging: float = 0.0,
-    weight_decay: float = 0.0,
+    learning_rate: LearningRate, precision: str = "float32", api: ModuleType = keras, name: str = "digits_cnn"
 ) -> keras.Model:
     """Two conv blocks (32x5x5, 64x3x3) with batch norm, then dense 256, softmax over 10 digits.
 
     `precision` is the layers' dtype policy ("float32" or "mixed_bfloat16": bfloat16 maths, float32
     weights); the softmax stays float32 either way, so probabilities keep full precision. `api` is the
     Keras to build with: tf_keras (what TFT's layer and the export need), or Keras 3 for the training
-    benchmark's comparison. `label_smoothing` and `weight_averaging` are TrainerConfig's (the moving
-    average lives in the optimizer; `AveragedWeights` puts it in the model when it is used).
+    benchmark's comparison.
     """
     if precision not in DTYPE_POLICIES:
         raise ValueError(f"Unknown precision {precision!r}: expected one of {', '.join(DTYPE_POLICIES)}")
@@ -96,44 +89,11 @@ def build_model(
     )(x)
     model = api.Model(inputs, outputs, name=name)
     model.compile(
-        optimizer=api.optimizers.Adam(
-            learning_rate,
-            weight_decay=weight_decay or None,
-            use_ema=bool(weight_averaging),
-            ema_momentum=weight_averaging or 0.99,
-        ),
-        loss=loss(label_smoothing, api),
+        optimizer=api.optimizers.Adam(learning_rate),
+        loss=api.losses.SparseCategoricalCrossentropy(),
         metrics=[api.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
-
-
-def training_model(
-    config: TrainerConfig, steps_per_epoch: int, precision: str, name: str = "digits_cnn"
-) -> keras.Model:
-    """The CNN compiled as `config` trains it: its learning-rate schedule, label smoothing and weight
-    averaging."""
-    return build_model(
-        learning_rate(config, steps_per_epoch),
-        precision,
-        name=name,
-        label_smoothing=config.label_smoothing,
-        weight_averaging=config.weight_averaging,
-        weight_decay=config.weight_decay,
-    )
-
-
-def loss(label_smoothing: float, api: ModuleType = keras) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """Cross-entropy against the digit labels (integers), with `label_smoothing` of each label's
-    probability spread evenly over the classes (Keras smooths one-hot labels only)."""
-    if not label_smoothing:
-        return api.losses.SparseCategoricalCrossentropy()
-
-    def smoothed_crossentropy(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
-        one_hot = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), features.NUM_CLASSES)
-        return api.losses.categorical_crossentropy(one_hot, probabilities, label_smoothing=label_smoothing)
-
-    return smoothed_crossentropy
 
 
 def trained_model(run_dir: str) -> keras.Model:
@@ -300,35 +260,8 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
-class AveragedWeights(keras.callbacks.Callback):
-    """Puts the optimizer's moving average of the weights into the model from validation to the end of
-    the epoch, so that the `eval` score, the best checkpoint and early stopping's best weights (the
-    export) are the average's, and the raw weights back at the next epoch's start, for training to go on
-    from them. Batch norm's moving statistics are the raw model's (the average moves slowly after the
-    first epochs)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._raw: Optional[List[np.ndarray]] = None
-
-    def on_test_begin(self, logs: Optional[Dict[str, float]] = None) -> None:
-        if self._raw is None:
-            self._raw = [variable.numpy() for variable in self.model.trainable_variables]
-            self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
-
-    def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
-        if self._raw is not None:
-            for variable, value in zip(self.model.trainable_variables, self._raw):
-                variable.assign(value)
-            self._raw = None
-
-    def on_train_end(self, logs: Optional[Dict[str, float]] = None) -> None:
-        self._raw = None  # Training is over: the model keeps the average (or early stopping's best).
-
-
 def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callback]:
     monitor = "val_accuracy"
-    averaged: List[keras.callbacks.Callback] = [AveragedWeights()] if config.weight_averaging else []
     plateau = [
         keras.callbacks.ReduceLROnPlateau(
             monitor=monitor,
@@ -338,27 +271,23 @@ def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callb
             min_lr=config.min_learning_rate,
         )
     ]
-    return (
-        averaged
-        + (plateau if config.schedule == PLATEAU else [])
-        + [
-            # The best epoch on `eval`, not the last one, is the model that gets exported: its weights are
-            # kept in memory (by every worker alike, when there are several) and restored at the end.
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, mode="max", patience=config.early_stopping_patience, restore_best_weights=True
-            ),
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(run_dir, BEST_WEIGHTS),
-                monitor=monitor,
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-            ),
-            keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
-            keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
-            EpochLog(config.epochs, config.batch_size),
-        ]
-    )
+    return (plateau if config.schedule == PLATEAU else []) + [
+        # The best epoch on `eval`, not the last one, is the model that gets exported: its weights are
+        # kept in memory (by every worker alike, when there are several) and restored at the end.
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="max", patience=config.early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, BEST_WEIGHTS),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
+        EpochLog(config.epochs, config.batch_size),
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -492,7 +421,7 @@ def train_member(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
     )
     with strategy.scope():
-        model = training_model(config, steps, precision, name=name)
+        model = build_model(learning_rate(config, steps), precision, name=name)
         if fn_args.base_model is not None:  # Warm start asked for (the Trainer got a base model).
             if config.ensemble > 1:
                 logging.info("Warm start: not for an ensemble's members, training %s from scratch", name)

@@ -171,46 +171,6 @@ def test_training_progress_is_a_live_bar_only_on_a_terminal(interactive):
     assert written.endswith("\r\033[K")  # The last bar is cleared for the epoch's line.
 
 
-def test_weight_averaging_is_validated_and_exported_while_training_goes_on_from_the_raw_weights():
-    """With `weight_averaging`, validation and every callback after it see the optimizer's moving average
-    of the weights; the next epoch trains on from the raw weights; the model ends with the average."""
-    config = TrainerConfig(epochs=2, batch_size=16, weight_averaging=0.9, precision="float32")
-    net = model.training_model(config, steps_per_epoch=4, precision="float32")
-    x, y = np.random.RandomState(0).rand(64, 28, 28, 1).astype("float32"), np.arange(64) % 10
-    seen: dict = {"raw": [], "epoch_end": [], "average": [], "epoch_begin": []}
-
-    def weights(variables) -> list:
-        return [np.array(v) for v in variables]
-
-    class Probe(model.keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            seen["epoch_begin"].append(weights(self.model.trainable_variables))
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.raw = weights(self.model.trainable_variables)
-
-        def on_epoch_end(self, epoch, logs=None):
-            seen["raw"].append(self.raw)
-            seen["epoch_end"].append(weights(self.model.trainable_variables))
-            seen["average"].append(weights(self.model.optimizer._model_variables_moving_average))
-
-    averaged = [c for c in model.callbacks(config, "/tmp/unused") if isinstance(c, model.AveragedWeights)]
-    assert len(averaged) == 1
-    net.fit(x, y, batch_size=16, epochs=2, validation_data=(x, y), callbacks=[*averaged, Probe()], verbose=0)
-
-    def same(a: list, b: list) -> bool:
-        return all(np.allclose(u, v) for u, v in zip(a, b))
-
-    for epoch in range(2):
-        assert same(seen["epoch_end"][epoch], seen["average"][epoch])
-        assert not same(seen["epoch_end"][epoch], seen["raw"][epoch])
-    assert same(seen["epoch_begin"][1], seen["raw"][0])  # Training goes on from the raw weights.
-    assert same(weights(net.trainable_variables), seen["average"][1])
-    assert not any(isinstance(c, model.AveragedWeights) for c in model.callbacks(TrainerConfig(epochs=1), "/tmp/x"))
-    with pytest.raises(ValueError, match="Weight averaging momentum 1.0"):
-        TrainerConfig(epochs=1, weight_averaging=1.0)
-
-
 @pytest.mark.e2e
 def test_warm_start_loads_the_served_models_weights(served_model, tmp_path):
     saved = tf.train.load_checkpoint(os.path.join(served_model, "variables", "variables"))
