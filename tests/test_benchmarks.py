@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from benchmarks import mnist, overhead, tflite, time_to_accuracy, tracing, training
+from benchmarks import mnist, overhead, positions, tflite, time_to_accuracy, tracing, training
 from benchmarks import serving as serving_benchmark
 from cli.logs import setup_logging
 from models import features, robustness
@@ -83,6 +83,25 @@ def test_tracing_benchmark_times_the_first_step_with_tf_keras_rewritten_and_left
     assert [r["tf_keras_left_as_written"] for r in records["skip-tf-keras float32"]] == [True]
     # The first step includes the trace; the second is the step alone.
     assert all(r["first_step"] > r["second_step"] > 0 for rs in records.values() for r in rs)
+
+
+def test_error_rates_by_position():
+    correct = np.ones(24, bool)
+    correct[[0, 12, 2]] = False  # Two misread at position 0 modulo 12, one at 2; all three even.
+    rates = positions.error_rates(correct)
+    assert rates["mod 12 = 0"] == 100.0 and rates["mod 12 = 2"] == 50.0 and rates["mod 12 = 1"] == 0.0
+    assert rates["even"] == 25.0 and rates["odd"] == 0.0
+
+
+@pytest.mark.e2e
+def test_positions_benchmark_scores_every_mnist_digit(smoke_output):
+    result = positions.main(["--output", smoke_output])
+    train = result["train_error_percent"]
+    assert len(train) == positions.GROUPS + 2 and all(0 <= rate <= 100 for rate in train.values())
+    # Each parity's rate is the mean of its six positions' (equal counts: 60,000 is a multiple of 12).
+    even = np.mean([train[f"mod 12 = {r}"] for r in range(0, 12, 2)])
+    assert train["even"] == pytest.approx(even, abs=0.01)
+    assert set(result["test_error_percent"]) == {"first half", "second half"}
 
 
 @pytest.mark.e2e
