@@ -12,13 +12,13 @@ The notebook trains as the popular Kaggle notebooks do: `model.fit` on NumPy arr
 its augmentation, learning-rate schedule (stretched over `--epochs`) and precision;
 `pipeline:FIELD=VALUE,...` is the same with those `TrainerConfig` fields changed (values in JSON), to
 measure a lever side by side with the Trainer as it is. All use the Trainer's callbacks (early
-stopping, best checkpoint; ReduceLROnPlateau with plateau schedules) and the same CNN, on the 60,000
+stopping and ReduceLROnPlateau with plateau schedules) and the same CNN, on the 60,000
 MNIST training digits less a random 1 in 12, held out for validation as the pipeline's `eval` split is.
 Each runs in its own process and the two take turns, one epoch each, so they share the machine's good
 and bad moments. After every epoch the 10,000 test digits are scored, to stop the clock, never to
 choose anything; the training clock (epochs, validation included) stops when the target is reached
 (`--target 1` never stops it: every epoch runs, and each variant ends with the test accuracy of the
-weights the Trainer would export, its best `eval` epoch's).
+weights the Trainer would export: the last epoch's, or with plateau halving the best `eval` epoch's).
 """
 
 import argparse
@@ -146,7 +146,7 @@ def _worker(
             callbacks=callbacks(config, run_dir) + [Turns()],
             verbose=0,
         )
-    if connection.recv() == GO:  # The weights the Trainer would export: the best `eval` epoch's.
+    if connection.recv() == GO:  # The weights the Trainer would export (`models.model.callbacks`).
         connection.send({DONE: test_accuracy()})
 
 

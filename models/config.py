@@ -86,6 +86,7 @@ class TrainerConfig:
     warmup_epochs: float = 1.0
     """`cosine`: epochs over which the rate climbs linearly from a tenth of the peak to the peak."""
     early_stopping_patience: int = 6
+    """`plateau`: epochs without a better `eval` score before training stops (`cosine` runs them all)."""
     reduce_lr_patience: int = 3
     reduce_lr_factor: float = 0.5
     min_learning_rate: float = 1e-5

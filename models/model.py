@@ -32,7 +32,8 @@ from models.export import PixelDomain, export_model
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
-BEST_WEIGHTS = "checkpoints/best"
+EXPORTED_WEIGHTS = "checkpoints/exported"
+"""The weights the Trainer exported, in its logs folder (see `callbacks`)."""
 METRICS_CSV = "metrics.csv"
 LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
 
@@ -97,10 +98,10 @@ def build_model(
 
 
 def trained_model(run_dir: str) -> keras.Model:
-    """The CNN in float32 with a Trainer run's best weights, the ones it exported (for the report's
-    feature maps and the TFLite export; the served model is the SavedModel)."""
+    """The CNN in float32 with the weights a Trainer run exported (for the report's feature maps and the
+    TFLite export; the served model is the SavedModel)."""
     model = build_model(learning_rate=1e-3)
-    model.load_weights(os.path.join(run_dir, BEST_WEIGHTS)).expect_partial()
+    model.load_weights(os.path.join(run_dir, EXPORTED_WEIGHTS)).expect_partial()
     return model
 
 
@@ -261,32 +262,38 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callback]:
+    """Progress, logs, and the checkpoint of the weights that get exported.
+
+    `plateau` (the notebook's way) lowers the rate and stops when `eval` accuracy stalls, and exports its
+    best epoch on `eval`. `cosine` runs every epoch and exports the last, where its rate ends at zero:
+    on `eval`'s 5,000 digits the late epochs are within noise of each other (one digit is 0.02 points),
+    so a best-on-`eval` pick among them is mostly noise, and it picked epochs from the middle of the
+    schedule, still at a high rate (and early stopping stopped runs there; BENCHMARKS.md, sessions 6 and
+    10). Every worker keeps the same weights, when there are several."""
+    logs = [
+        keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
+        EpochLog(config.epochs, config.batch_size),
+    ]
+    checkpoint = os.path.join(run_dir, EXPORTED_WEIGHTS)
+    if config.schedule != PLATEAU:  # Saved after every epoch: the last one's stay.
+        return [keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True), *logs]
     monitor = "val_accuracy"
-    plateau = [
+    return [
         keras.callbacks.ReduceLROnPlateau(
             monitor=monitor,
             mode="max",
             patience=config.reduce_lr_patience,
             factor=config.reduce_lr_factor,
             min_lr=config.min_learning_rate,
-        )
-    ]
-    return (plateau if config.schedule == PLATEAU else []) + [
-        # The best epoch on `eval`, not the last one, is the model that gets exported: its weights are
-        # kept in memory (by every worker alike, when there are several) and restored at the end.
+        ),
         keras.callbacks.EarlyStopping(
             monitor=monitor, mode="max", patience=config.early_stopping_patience, restore_best_weights=True
         ),
         keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, BEST_WEIGHTS),
-            monitor=monitor,
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
+            checkpoint, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True
         ),
-        keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
-        EpochLog(config.epochs, config.batch_size),
+        *logs,
     ]
 
 
@@ -330,7 +337,7 @@ def warm_start(model: keras.Model, base_model: Optional[str]) -> bool:
 
 
 def member_dir(run_dir: str, index: int) -> str:
-    """Where ensemble member `index` (from 0) keeps its logs and best checkpoint: the first where a single
+    """Where ensemble member `index` (from 0) keeps its logs and exported weights: the first where a single
     CNN keeps them (so the report's curves and feature maps are its), the others in folders below."""
     return run_dir if index == 0 else os.path.join(run_dir, f"member-{index + 1}")
 
@@ -405,7 +412,7 @@ def train_member(
     name: str,
 ) -> keras.Model:
     """One CNN trained from `config.seed` (warm-started when the Trainer got a base model and trains a
-    single CNN), with its best epoch's weights, as a plain model that can be exported."""
+    single CNN), with the weights to export (`callbacks`), as a plain model that can be exported."""
     precision = resolve_precision(config.precision)
     tf.random.set_seed(config.seed)
     train = make_dataset(

@@ -98,13 +98,8 @@ PROFILES: Dict[str, Profile] = {
         # The cosine schedule ends at a rate of zero, where plateau halving kept 10 epochs near the
         # starting rate; 15 epochs reach 99.5% within 10 minutes on 2 cores (BENCHMARKS.md, accuracy levers).
         Profile("standard", min_accuracy=0.993, trainer=TrainerConfig(epochs=15, schedule=COSINE)),
-        # The whole schedule: stopping after 6 epochs without a better `eval` score cut a 30-epoch cosine
-        # at epoch 11 of 30, still at a high rate (seed 1: 99.42%, not blessed; BENCHMARKS.md, session 6).
-        Profile(
-            "full",
-            min_accuracy=0.995,
-            trainer=TrainerConfig(epochs=30, schedule=COSINE, early_stopping_patience=30),
-        ),
+        # Twice `standard`'s schedule (BENCHMARKS.md, session 6).
+        Profile("full", min_accuracy=0.995, trainer=TrainerConfig(epochs=30, schedule=COSINE)),
         # Five standard CNNs from five seeds, averaged in one exported model (BENCHMARKS.md, ensemble).
         Profile("ensemble", min_accuracy=0.995, trainer=TrainerConfig(epochs=15, schedule=COSINE, ensemble=5)),
         # New data for a served model: a few epochs from its weights, through the same gates as any

@@ -122,14 +122,43 @@ def test_cosine_schedule_warms_up_then_falls_to_nothing():
     assert at[3] == pytest.approx(5e-4) and at[4] == pytest.approx(0.0, abs=1e-9)
     net = model.build_model(rate)
     assert model.current_learning_rate(net.optimizer) == pytest.approx(1e-4)
-    # The schedule owns the rate: no plateau callback to fight it; `plateau` keeps its callback.
+    # The schedule owns the rate and runs to its end: no plateau callback to fight it, no early stopping;
+    # `plateau` keeps both.
     kinds = {type(c).__name__ for c in model.callbacks(config, "/tmp/unused")}
-    assert "ReduceLROnPlateau" not in kinds and "EarlyStopping" in kinds
+    assert not {"ReduceLROnPlateau", "EarlyStopping"} & kinds and "ModelCheckpoint" in kinds
     plateau = dataclasses.replace(config, schedule="plateau")
     assert model.learning_rate(plateau, 100) == 1e-3
-    assert "ReduceLROnPlateau" in {type(c).__name__ for c in model.callbacks(plateau, "/tmp/unused")}
+    assert {"ReduceLROnPlateau", "EarlyStopping"} <= {type(c).__name__ for c in model.callbacks(plateau, "/tmp/unused")}
     with pytest.raises(ValueError, match="Unknown learning-rate schedule 'step'"):
         TrainerConfig(epochs=1, schedule="step")
+
+
+def test_a_cosine_schedule_keeps_and_checkpoints_its_last_epoch(tmp_path):
+    """Validation on labels that disagree with training makes `eval` accuracy rise and fall at random;
+    every epoch runs, and the weights kept, in the model and in the checkpoint, are the last epoch's."""
+    config = TrainerConfig(epochs=4, batch_size=16, schedule="cosine", precision="float32")
+    net = model.build_model(model.learning_rate(config, steps_per_epoch=4))
+    x = np.random.RandomState(0).rand(64, 28, 28, 1).astype("float32")
+    shuffled = np.random.RandomState(1).permutation(64) % 10
+    last: list = []
+
+    class LastEpoch(model.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            last[:] = [np.array(w) for w in self.model.get_weights()]
+
+    history = net.fit(
+        x,
+        np.arange(64) % 10,
+        batch_size=16,
+        epochs=config.epochs,
+        validation_data=(x, shuffled),
+        callbacks=[*model.callbacks(config, str(tmp_path)), LastEpoch()],
+        verbose=0,
+    )
+    assert len(history.history["val_accuracy"]) == config.epochs
+    exported = model.trained_model(str(tmp_path))
+    for kept in (net.get_weights(), exported.get_weights()):
+        assert all(np.array_equal(k, w) for k, w in zip(kept, last))
 
 
 @pytest.mark.parametrize("flip", [False, True])

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from components.anomaly_gate import DataAnomaliesError
 from models import features
-from models.model import BEST_WEIGHTS, METRICS_CSV
+from models.model import EXPORTED_WEIGHTS, METRICS_CSV
 from pipeline import configs, local_runner, summary
 from reports import figures, run_report
 from tests import support
@@ -79,7 +79,7 @@ def test_smoke_run_blesses_and_pushes(output_root, smoke_result):
         rows = list(csv.DictReader(f))
     assert 1 <= len(rows) <= SMOKE.trainer.epochs and {"accuracy", "val_accuracy", "lr"} <= set(rows[0])
     assert glob.glob(os.path.join(result.trainer_logs, "**", "events.out.tfevents.*"), recursive=True)
-    assert glob.glob(os.path.join(result.trainer_logs, BEST_WEIGHTS) + "*")
+    assert glob.glob(os.path.join(result.trainer_logs, EXPORTED_WEIGHTS) + "*")
 
 
 MAX_MODEL_MB = 5.0
