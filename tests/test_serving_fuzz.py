@@ -2,14 +2,13 @@
 valid prediction), never a 5xx or a dropped connection, and good requests keep working afterwards."""
 
 import json
-import math
 import socket
 import urllib.parse
 
 import numpy as np
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.variants import push_version
@@ -44,6 +43,16 @@ def _check(server, path: str, body: bytes = None, method_get: bool = False):
     if status >= 400:
         assert isinstance(answer.get("error"), str) and answer["error"], answer
     return status, answer
+
+
+def in_domain(value: float) -> bool:
+    """Whether the signature reads a pixel as inside the curated schema's domain (0-255): as a float32,
+    and with TensorFlow's CPU kernels flushing subnormal numbers to zero (-7e-43 is read as 0, as the
+    real TF Serving reads it)."""
+    pixel = np.float32(value)
+    if abs(pixel) < np.finfo(np.float32).tiny:
+        pixel = np.float32(0.0)
+    return bool(0 <= pixel <= 255)
 
 
 def _still_serving(server):
@@ -85,14 +94,16 @@ def test_arbitrary_json(server, document):
     name=st.sampled_from(INPUTS),
     named=st.booleans(),
 )
+# A subnormal negative pixel reads as 0 and is answered (a suite run once drew it as a bad pixel below).
+@example(signature=features.IMAGES_SIGNATURE, rows=[[-7.4e-43] + [0] * 783], columnar=False, name="x", named=False)
 def test_near_valid_requests(server, signature, rows, columnar, name, named):
     """Requests shaped like real ones: wrong shapes, dtypes, NaN/inf, huge numbers, empty batches."""
     data = {name: rows} if named else rows
     body = {"signature_name": signature, ("inputs" if columnar else "instances"): data}
     status, answer = _check(server, PREDICT, json.dumps(body).encode())
     if status == 200:
-        finite = all(math.isfinite(v) and 0 <= v <= 255 for row in rows for v in row)
-        assert finite and rows and all(len(r) == features.NUM_PIXELS for r in rows), body
+        readable = all(in_domain(v) for row in rows for v in row)
+        assert readable and rows and all(len(r) == features.NUM_PIXELS for r in rows), body
 
 
 bad_pixel = st.one_of(
@@ -100,7 +111,7 @@ bad_pixel = st.one_of(
     st.integers(-(2**62), -1),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([256, -1, 255.5, -0.5, 1e30, -1e30]),
-).filter(lambda v: not 0 <= np.float32(v) <= 255)  # Outside the domain once a float32, as the signature reads it.
+).filter(lambda v: not in_domain(v))
 
 
 @FUZZ
