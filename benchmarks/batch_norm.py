@@ -6,7 +6,7 @@
 Keras keeps each batch-norm layer's moving mean and variance from the training batches: augmented
 pictures (moved, grainy) passed through dropout. A served model sees neither. Here each layer, in
 order, gets the mean and variance of what it receives in inference (dropout off) from the first
-`--train-digits` clean `train` digits, and the CNN (float32, the Trainer's best weights) is scored both
+`--train-digits` clean `train` digits, and the CNN (float32, the weights the Trainer exported) is scored both
 ways with the robustness perturbations (`models.robustness`). `eval` is where such a step would be
 chosen; `test` is what is reported.
 """

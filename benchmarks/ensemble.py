@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.ensemble [--output output]
 
-Reads the newest evaluated run under `--output`: each member's best checkpoint (the first in the
+Reads the newest evaluated run under `--output`: each member's exported checkpoint (the first in the
 Trainer's logs folder, the others in `member-N` below it) and the run's `eval` and `test` splits.
 `eval` is where K is chosen; `test` is what is reported. The members are rebuilt in float32, so their
 probabilities differ from the bfloat16 export's in the fourth decimal; the export's own test accuracy

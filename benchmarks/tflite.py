@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.tflite [--output output] [--save-dir DIR]
 
 Takes the newest evaluated run under `--output` (from its ML Metadata), rebuilds the CNN in float32
-with the Trainer's best weights (the weights it exported and the Pusher pushed) and converts it four
+with the weights the Trainer exported (and the Pusher pushed) and converts it four
 ways: float32; float16 weights; int8 weights (dynamic range); int8 weights and activations, calibrated
 on 500 training digits. Each is scored with the TFLite
 interpreter on the test digits, next to the pushed SavedModel scored through `predict_images`. The

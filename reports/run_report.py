@@ -97,7 +97,7 @@ def predict(model_uri: str, pixels: np.ndarray) -> np.ndarray:
 
 
 def conv_block_outputs(trainer_logs: str, transform_graph_uri: str, pixels: np.ndarray) -> List[Tuple[str, np.ndarray]]:
-    """Activations of the last convolution of each block, for the trained weights (best checkpoint)."""
+    """Activations of the last convolution of each block, for the trained weights (the exported checkpoint)."""
     model = trained_model(trainer_logs)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     # Each block is two convolutions: the second of each pair is what the block passes on.

@@ -74,7 +74,7 @@ def test_smoke_run_blesses_and_pushes(output_root, smoke_result):
         "Pusher",
     ):
         assert os.path.isdir(os.path.join(pipeline_root, component)), component
-    # Trainer run directory: per-epoch CSV, TensorBoard events, best checkpoint.
+    # Trainer run directory: per-epoch CSV, TensorBoard events, exported checkpoint.
     with open(os.path.join(result.trainer_logs, METRICS_CSV)) as f:
         rows = list(csv.DictReader(f))
     assert 1 <= len(rows) <= SMOKE.trainer.epochs and {"accuracy", "val_accuracy", "lr"} <= set(rows[0])
