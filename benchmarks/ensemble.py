@@ -4,7 +4,8 @@
 
 Reads the newest evaluated run under `--output`: each member's exported checkpoint (the first in the
 Trainer's logs folder, the others in `member-N` below it) and the run's `eval` and `test` splits.
-`eval` is where K is chosen; `test` is what is reported. The members are rebuilt in float32, so their
+`eval` is where K is chosen; `test` is what is reported. How alike the members' mistakes are
+(`shared_mistakes`) says how much averaging them can fix. The members are rebuilt in float32, so their
 probabilities differ from the bfloat16 export's in the fourth decimal; the export's own test accuracy
 (TFMA's, on all of `test`) is the run's summary figure.
 """
@@ -15,7 +16,7 @@ import json
 import os
 import re
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -44,6 +45,17 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return round(float((np.argmax(probabilities, axis=1) == labels).mean()), 4)
 
 
+def shared_mistakes(probabilities: Sequence[np.ndarray], labels: np.ndarray) -> Optional[float]:
+    """Of two members' mistakes, the share both make (the digits both misread over the mean of their
+    counts), averaged over every pair: 1 when they misread the same digits, 0 when none are shared.
+    None for fewer than two members."""
+    wrong = [set(np.flatnonzero(np.argmax(p, axis=1) != labels).tolist()) for p in probabilities]
+    pairs = [(a, b) for i, a in enumerate(wrong) for b in wrong[i + 1 :]]
+    if not pairs:
+        return None
+    return round(float(np.mean([2 * len(a & b) / (len(a) + len(b)) if a or b else 1.0 for a, b in pairs])), 4)
+
+
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     runs.add_output_flag(parser)
@@ -64,6 +76,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             {"k": k, **{split: accuracy(np.mean(scores[split][:k], axis=0), splits[split].labels) for split in splits}}
             for k in range(1, len(members) + 1)
         ],
+        "shared_mistakes": {split: shared_mistakes(scores[split], splits[split].labels) for split in splits},
     }
     print(json.dumps(result, indent=2))
     return result

@@ -75,6 +75,16 @@ NO_AUGMENTATION = Augmentation(rotation_degrees=0.0, zoom=0.0, shift=0.0, flip=F
 
 
 @dataclasses.dataclass(frozen=True)
+class Member:
+    """What sets one ensemble member apart besides its seed (None: the ensemble's own setting). CNNs
+    that differ only in their seed make nearly the same mistakes, so averaging them gains little
+    (BENCHMARKS.md, ensemble)."""
+
+    learning_rate: Optional[float] = None
+    augmentation: Optional[Augmentation] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainerConfig:
     """Training settings; a plain dataclass so that it crosses into the Trainer as JSON."""
 
@@ -101,10 +111,14 @@ class TrainerConfig:
     ensemble: int = 1
     """How many CNNs to train (seeds `seed`, `seed + 1`, ...); more than one are exported as one model
     that averages their probabilities, with the same signatures."""
+    members: Tuple[Member, ...] = ()
+    """Member i's own settings (members past the end: none of their own)."""
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
             raise ValueError(f"An ensemble of {self.ensemble} CNNs: expected at least 1")
+        if len(self.members) > self.ensemble:
+            raise ValueError(f"Settings for {len(self.members)} members of an ensemble of {self.ensemble} CNNs")
         if self.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.schedule not in SCHEDULES:
@@ -113,6 +127,17 @@ class TrainerConfig:
             raise ValueError(f"Unknown training strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
         if len(self.class_names) != features.NUM_CLASSES:
             raise ValueError(f"{len(self.class_names)} class names, the CNN has {features.NUM_CLASSES} classes")
+
+    def member(self, index: int) -> "TrainerConfig":
+        """Member `index`'s (from 0) settings: its own seed, and its own rate and augmentation if it has them."""
+        own = self.members[index] if index < len(self.members) else Member()
+        return dataclasses.replace(
+            self,
+            seed=self.seed + index,
+            learning_rate=self.learning_rate if own.learning_rate is None else own.learning_rate,
+            augmentation=own.augmentation or self.augmentation,
+            members=(),
+        )
 
     def as_custom_config(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,6 +152,13 @@ class TrainerConfig:
                 **ours,
                 "augmentation": Augmentation(**ours.get("augmentation", {})),
                 "class_names": tuple(ours.get("class_names", features.CLASS_LABELS)),
+                "members": tuple(
+                    Member(
+                        learning_rate=member.get("learning_rate"),
+                        augmentation=Augmentation(**member["augmentation"]) if member.get("augmentation") else None,
+                    )
+                    for member in ours.get("members", ())
+                ),
             }
         )
 

@@ -374,7 +374,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         logging.info("Ensemble: %d CNNs, seeds %d-%d", config.ensemble, config.seed, config.seed + config.ensemble - 1)
     members = [
         train_member(
-            dataclasses.replace(config, seed=config.seed + index),
+            config.member(index),
             fn_args,
             tf_transform_output,
             strategy,
@@ -437,8 +437,12 @@ def train_member(
             else:
                 logging.info("Warm start: no model served yet, training from scratch")
     logging.info(
-        "Training %s for up to %d epochs on %d replica(s) (worker %d of %d%s), layers in %s (precision %s); logs in %s",
+        "Training %s (seed %d, rate %g, %s) for up to %d epochs on %d replica(s) (worker %d of %d%s), "
+        "layers in %s (precision %s); logs in %s",
         name,
+        config.seed,
+        config.learning_rate,
+        config.augmentation,
         config.epochs,
         strategy.num_replicas_in_sync,
         worker.index,

@@ -142,6 +142,22 @@ def test_ensemble_members_are_read_in_seed_order(tmp_path):
     assert found == ["", "/member-2", "/member-3", "/member-10"]
 
 
+def test_shared_mistakes_measure_how_alike_members_err():
+    from benchmarks import ensemble
+
+    labels = np.array([0, 1, 2, 3])
+
+    def answers(*digits: int) -> np.ndarray:
+        return np.eye(10)[list(digits)]
+
+    first, same, other = answers(0, 1, 2, 0), answers(0, 1, 2, 0), answers(1, 1, 2, 3)
+    assert ensemble.shared_mistakes([first, same], labels) == 1.0
+    assert ensemble.shared_mistakes([first, other], labels) == 0.0
+    assert ensemble.shared_mistakes([first, answers(1, 1, 2, 0)], labels) == 0.6667  # 1 shared of 1 and 2.
+    assert ensemble.shared_mistakes([first, same, other], labels) == 0.3333  # The mean over three pairs.
+    assert ensemble.shared_mistakes([first], labels) is None
+
+
 def test_batch_norm_statistics_refreshed_standardize_each_layers_inputs():
     import tf_keras as keras
 

@@ -3,6 +3,7 @@
 import dataclasses
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from models.config import (
     NO_AUGMENTATION,
     NOTEBOOK_AUGMENTATION,
     Augmentation,
+    Member,
     TrainerConfig,
 )
 from pipeline import configs
@@ -218,14 +220,27 @@ def test_warm_start_loads_the_served_models_weights(served_model, tmp_path):
 
 
 @pytest.mark.e2e
-def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tmp_path):
-    """Two CNNs from two seeds, trained by TFX's Trainer executor on the smoke run's data: the export
-    has a single CNN's signatures and answers with the mean of the members' probabilities."""
+def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tmp_path, caplog):
+    """Two CNNs from two seeds and settings, trained by TFX's Trainer executor on the smoke run's data:
+    the export has a single CNN's signatures and answers with the mean of the members' probabilities."""
     from benchmarks import mnist
     from tests import trainer_worker
 
-    config = TrainerConfig(epochs=1, batch_size=32, steps_per_epoch=12, precision="float32", ensemble=2, seed=7)
+    config = TrainerConfig(
+        epochs=1,
+        batch_size=32,
+        steps_per_epoch=12,
+        precision="float32",
+        ensemble=2,
+        seed=7,
+        members=(Member(), Member(learning_rate=3e-3, augmentation=NO_AUGMENTATION)),
+    )
+    caplog.set_level(logging.INFO)
     trainer_worker.main(support.trainer_job(smoke_run[1], tmp_path, config))
+    trained = [record.getMessage() for record in caplog.records if "Training digits_cnn" in record.getMessage()]
+    assert len(trained) == 2
+    assert trained[0].startswith(f"Training digits_cnn_1 (seed 7, rate 0.001, {DIGIT_AUGMENTATION}) for")
+    assert trained[1].startswith(f"Training digits_cnn_2 (seed 8, rate 0.003, {NO_AUGMENTATION}) for")
     export = tf.saved_model.load(str(tmp_path / "model" / "Format-Serving"))
     single = tf.saved_model.load(served_model)
     assert set(export.signatures) == set(single.signatures)
@@ -240,6 +255,23 @@ def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tm
     np.testing.assert_allclose(served[features.PROBABILITIES_OUTPUT].numpy(), np.mean(members, axis=0), atol=1e-5)
     with pytest.raises(ValueError, match="not one CNN"):  # Its weights cannot warm-start a single CNN.
         model.warm_start(model.build_model(1e-3), str(tmp_path / "model" / "Format-Serving"))
+
+
+def test_ensemble_members_have_their_own_seed_and_settings():
+    wider = Augmentation(rotation_degrees=15.0)
+    members = (Member(augmentation=wider), Member(learning_rate=3e-3))
+    config = TrainerConfig(epochs=2, learning_rate=1e-3, seed=5, ensemble=3, members=members)
+    assert [(m.seed, m.learning_rate, m.augmentation, m.members) for m in map(config.member, range(3))] == [
+        (5, 1e-3, wider, ()),
+        (6, 3e-3, DIGIT_AUGMENTATION, ()),
+        (7, 1e-3, DIGIT_AUGMENTATION, ()),  # Past the members' settings: the ensemble's own.
+    ]
+    assert TrainerConfig.from_custom_config(json.loads(json.dumps(config.as_custom_config()))) == config
+    ensemble = configs.PROFILES["ensemble"].trainer
+    assert TrainerConfig.from_custom_config(json.loads(json.dumps(ensemble.as_custom_config()))) == ensemble
+    assert len({(m.learning_rate, m.augmentation) for m in map(ensemble.member, range(ensemble.ensemble))}) > 1
+    with pytest.raises(ValueError, match="Settings for 2 members of an ensemble of 1 CNNs"):
+        TrainerConfig(epochs=1, members=(Member(), Member()))
 
 
 def test_an_ensemble_is_not_warm_started():
