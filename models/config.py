@@ -135,7 +135,7 @@ class TrainerConfig:
             self,
             seed=self.seed + index,
             learning_rate=self.learning_rate if own.learning_rate is None else own.learning_rate,
-            augmentation=own.augmentation or self.augmentation,
+            augmentation=self.augmentation if own.augmentation is None else own.augmentation,
             members=(),
         )
 
