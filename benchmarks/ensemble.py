@@ -1,9 +1,11 @@
 """An `ensemble` run's members, each alone and averaged K at a time, on `eval` and on `test`.
 
-    .venv/bin/python -m benchmarks.ensemble [--output output]
+    .venv/bin/python -m benchmarks.ensemble [--output output] [--output other ...]
 
-Reads the newest evaluated run under `--output`: each member's exported checkpoint (the first in the
-Trainer's logs folder, the others in `member-N` below it) and the run's `eval` and `test` splits.
+Reads the newest evaluated run under each `--output`: each member's exported checkpoint (the first in
+the Trainer's logs folder, the others in `member-N` below it; a single CNN is a member of its own) and
+the run's `eval` and `test` splits. Several outputs pool their runs' members, in the order given, to
+measure what averaging more CNNs than one run trains would reach.
 `eval` is where K is chosen; `test` is what is reported. How alike the members' mistakes are
 (`shared_mistakes`) says how much averaging them can fix. The members are rebuilt in float32, so their
 probabilities differ from the bfloat16 export's in the fourth decimal; the export's own test accuracy
@@ -21,6 +23,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from benchmarks import mnist, runs
+from pipeline import configs
+from reports.run_report import Digits
 
 MEMBER_FOLDER = re.compile(r"member-(\d+)$")
 
@@ -33,6 +37,28 @@ def member_dirs(trainer_logs: str) -> List[str]:
         if match:
             numbered[int(match.group(1))] = path
     return [trainer_logs] + [numbered[number] for number in sorted(numbered)]
+
+
+def digit_order(digits: Digits) -> np.ndarray:
+    """The order that sorts a split's digits by their pixels: each run reads ExampleGen's shards in its
+    own order, so pooled runs are compared digit by digit in this one."""
+    return np.lexsort(digits.pixels.reshape(len(digits.pixels), -1).T[::-1])
+
+
+def sorted_splits(run: runs.EvaluatedRun) -> Dict[str, Digits]:
+    """A run's `eval` and `test` splits, each in `digit_order`."""
+    splits = {}
+    for split, digits in runs.eval_and_test(run).items():
+        order = digit_order(digits)
+        splits[split] = Digits(digits.pixels[order], digits.labels[order])
+    return splits
+
+
+def same_digits(these: Dict[str, Digits], those: Dict[str, Digits]) -> bool:
+    return these.keys() == those.keys() and all(
+        np.array_equal(these[s].pixels, those[s].pixels) and np.array_equal(these[s].labels, those[s].labels)
+        for s in these
+    )
 
 
 def probabilities(run_dir: str, pixels: np.ndarray) -> np.ndarray:
@@ -58,19 +84,32 @@ def shared_mistakes(probabilities: Sequence[np.ndarray], labels: np.ndarray) -> 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    runs.add_output_flag(parser)
+    parser.add_argument(
+        "--output",
+        action="append",
+        dest="outputs",
+        help="a pipeline output folder; repeat it to pool several runs' members (default: output)",
+    )
     args = parser.parse_args(argv)
-    run = runs.evaluated_run(args.output)
-    splits = runs.eval_and_test(run)
-    members = member_dirs(run.trainer_logs)
+    outputs = args.outputs or [configs.OUTPUT_ROOT]
+    evaluated = [runs.evaluated_run(output) for output in outputs]
+    splits = sorted_splits(evaluated[0])
+    for output, run in zip(outputs[1:], evaluated[1:]):
+        if not same_digits(sorted_splits(run), splits):
+            raise SystemExit(
+                f"{output}: its eval and test digits are not {outputs[0]}'s; only runs on one dataset pool"
+            )
+    members = [member for run in evaluated for member in member_dirs(run.trainer_logs)]
     scores = {split: [probabilities(member, digits.pixels) for member in members] for split, digits in splits.items()}
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "run": run.run_id,
-        "export_test_accuracy": run.accuracy,
+        "runs": [
+            {"output": output, "run": run.run_id, "export_test_accuracy": run.accuracy}
+            for output, run in zip(outputs, evaluated)
+        ],
         "members": [
-            {"member": i + 1, **{split: accuracy(scores[split][i], splits[split].labels) for split in splits}}
-            for i in range(len(members))
+            {"member": i + 1, "logs": logs, **{s: accuracy(scores[s][i], splits[s].labels) for s in splits}}
+            for i, logs in enumerate(members)
         ],
         "first_k_averaged": [
             {"k": k, **{split: accuracy(np.mean(scores[split][:k], axis=0), splits[split].labels) for split in splits}}

@@ -158,6 +158,26 @@ def test_shared_mistakes_measure_how_alike_members_err():
     assert ensemble.shared_mistakes([first], labels) is None
 
 
+def test_pooled_runs_are_compared_digit_by_digit_whatever_order_they_read_them_in():
+    from benchmarks import ensemble
+    from reports.run_report import Digits
+
+    pixels, labels = mnist.load(mnist.TEST, 50)
+    shuffled = np.random.default_rng(0).permutation(50)
+
+    def in_order(digits: Digits) -> Digits:
+        order = ensemble.digit_order(digits)
+        return Digits(digits.pixels[order], digits.labels[order])
+
+    one = {"test": in_order(Digits(pixels, labels))}
+    other = {"test": in_order(Digits(pixels[shuffled], labels[shuffled]))}
+    assert ensemble.same_digits(one, other)
+    relabelled = labels.copy()
+    relabelled[0] = (relabelled[0] + 1) % 10
+    assert not ensemble.same_digits(one, {"test": in_order(Digits(pixels, relabelled))})
+    assert not ensemble.same_digits(one, {"test": in_order(Digits(pixels[:49], labels[:49]))})
+
+
 def test_batch_norm_statistics_refreshed_standardize_each_layers_inputs():
     import tf_keras as keras
 
