@@ -82,6 +82,14 @@ def shared_mistakes(probabilities: Sequence[np.ndarray], labels: np.ndarray) -> 
     return round(float(np.mean([2 * len(a & b) / (len(a) + len(b)) if a or b else 1.0 for a, b in pairs])), 4)
 
 
+def members_misreading(probabilities: Sequence[np.ndarray], labels: np.ndarray) -> List[int]:
+    """For the digits the average of all members misreads: how many of them n members misread, for n
+    from 0 to every member. Mass at the end means averaging more such members cannot fix them."""
+    average_wrong = np.argmax(np.mean(probabilities, axis=0), axis=1) != labels
+    members_wrong = sum((np.argmax(p, axis=1) != labels).astype(int) for p in probabilities)
+    return np.bincount(members_wrong[average_wrong], minlength=len(probabilities) + 1).tolist()
+
+
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -116,6 +124,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             for k in range(1, len(members) + 1)
         ],
         "shared_mistakes": {split: shared_mistakes(scores[split], splits[split].labels) for split in splits},
+        "average_misreads_by_members_misreading": {
+            split: members_misreading(scores[split], splits[split].labels) for split in splits
+        },
     }
     print(json.dumps(result, indent=2))
     return result

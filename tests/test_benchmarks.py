@@ -156,6 +156,8 @@ def test_shared_mistakes_measure_how_alike_members_err():
     assert ensemble.shared_mistakes([first, answers(1, 1, 2, 0)], labels) == 0.6667  # 1 shared of 1 and 2.
     assert ensemble.shared_mistakes([first, same, other], labels) == 0.3333  # The mean over three pairs.
     assert ensemble.shared_mistakes([first], labels) is None
+    # The mean of all three misreads digit 3 (two of three read it as 0) and nothing else.
+    assert ensemble.members_misreading([first, same, other], labels) == [0, 0, 1, 0]
 
 
 def test_pooled_runs_are_compared_digit_by_digit_whatever_order_they_read_them_in():
