@@ -45,13 +45,14 @@ def digit_order(digits: Digits) -> np.ndarray:
     return np.lexsort(digits.pixels.reshape(len(digits.pixels), -1).T[::-1])
 
 
+def in_digit_order(digits: Digits) -> Digits:
+    order = digit_order(digits)
+    return Digits(digits.pixels[order], digits.labels[order])
+
+
 def sorted_splits(run: runs.EvaluatedRun) -> Dict[str, Digits]:
     """A run's `eval` and `test` splits, each in `digit_order`."""
-    splits = {}
-    for split, digits in runs.eval_and_test(run).items():
-        order = digit_order(digits)
-        splits[split] = Digits(digits.pixels[order], digits.labels[order])
-    return splits
+    return {split: in_digit_order(digits) for split, digits in runs.eval_and_test(run).items()}
 
 
 def same_digits(these: Dict[str, Digits], those: Dict[str, Digits]) -> bool:
@@ -105,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     for output, run in zip(outputs[1:], evaluated[1:]):
         if not same_digits(sorted_splits(run), splits):
             raise SystemExit(
-                f"{output}: its eval and test digits are not {outputs[0]}'s; only runs on one dataset pool"
+                f"{output}: its eval and test digits are not {outputs[0]}'s; only runs on the same data are pooled"
             )
     members = [member for run in evaluated for member in member_dirs(run.trainer_logs)]
     scores = {split: [probabilities(member, digits.pixels) for member in members] for split, digits in splits.items()}

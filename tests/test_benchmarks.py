@@ -166,11 +166,7 @@ def test_pooled_runs_are_compared_digit_by_digit_whatever_order_they_read_them_i
 
     pixels, labels = mnist.load(mnist.TEST, 50)
     shuffled = np.random.default_rng(0).permutation(50)
-
-    def in_order(digits: Digits) -> Digits:
-        order = ensemble.digit_order(digits)
-        return Digits(digits.pixels[order], digits.labels[order])
-
+    in_order = ensemble.in_digit_order
     one = {"test": in_order(Digits(pixels, labels))}
     other = {"test": in_order(Digits(pixels[shuffled], labels[shuffled]))}
     assert ensemble.same_digits(one, other)
