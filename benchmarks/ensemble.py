@@ -39,19 +39,15 @@ def member_dirs(trainer_logs: str) -> List[str]:
     return [trainer_logs] + [numbered[number] for number in sorted(numbered)]
 
 
-def digit_order(digits: Digits) -> np.ndarray:
-    """The order that sorts a split's digits by their pixels: each run reads ExampleGen's shards in its
-    own order, so pooled runs are compared digit by digit in this one."""
-    return np.lexsort(digits.pixels.reshape(len(digits.pixels), -1).T[::-1])
-
-
 def in_digit_order(digits: Digits) -> Digits:
-    order = digit_order(digits)
+    """A split's digits sorted by their pixels: each run reads ExampleGen's shards in its own order, so
+    pooled runs are compared digit by digit in this one."""
+    order = np.lexsort(digits.pixels.reshape(len(digits.pixels), -1).T[::-1])
     return Digits(digits.pixels[order], digits.labels[order])
 
 
 def sorted_splits(run: runs.EvaluatedRun) -> Dict[str, Digits]:
-    """A run's `eval` and `test` splits, each in `digit_order`."""
+    """A run's `eval` and `test` splits, each `in_digit_order`."""
     return {split: in_digit_order(digits) for split, digits in runs.eval_and_test(run).items()}
 
 
@@ -68,15 +64,20 @@ def probabilities(run_dir: str, pixels: np.ndarray) -> np.ndarray:
     return trained_model(run_dir).predict(mnist.scaled(pixels.astype(np.float32)), batch_size=500, verbose=0)
 
 
+def misread(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per digit, whether the most probable class is not its label."""
+    return np.argmax(probabilities, axis=1) != labels
+
+
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    return round(float((np.argmax(probabilities, axis=1) == labels).mean()), 4)
+    return round(float((~misread(probabilities, labels)).mean()), 4)
 
 
 def shared_mistakes(probabilities: Sequence[np.ndarray], labels: np.ndarray) -> Optional[float]:
     """Of two members' mistakes, the share both make (the digits both misread over the mean of their
     counts), averaged over every pair: 1 when they misread the same digits, 0 when none are shared.
     None for fewer than two members."""
-    wrong = [set(np.flatnonzero(np.argmax(p, axis=1) != labels).tolist()) for p in probabilities]
+    wrong = [set(np.flatnonzero(misread(p, labels)).tolist()) for p in probabilities]
     pairs = [(a, b) for i, a in enumerate(wrong) for b in wrong[i + 1 :]]
     if not pairs:
         return None
@@ -86,8 +87,8 @@ def shared_mistakes(probabilities: Sequence[np.ndarray], labels: np.ndarray) -> 
 def members_misreading(probabilities: Sequence[np.ndarray], labels: np.ndarray) -> List[int]:
     """For the digits the average of all members misreads: how many of them n members misread, for n
     from 0 to every member. Mass at the end means averaging more such members cannot fix them."""
-    average_wrong = np.argmax(np.mean(probabilities, axis=0), axis=1) != labels
-    members_wrong = sum((np.argmax(p, axis=1) != labels).astype(int) for p in probabilities)
+    average_wrong = misread(np.mean(probabilities, axis=0), labels)
+    members_wrong = np.sum([misread(p, labels) for p in probabilities], axis=0)
     return np.bincount(members_wrong[average_wrong], minlength=len(probabilities) + 1).tolist()
 
 
