@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import re
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -55,7 +56,7 @@ def pipeline_config(variant: str, epochs: int, seed: int) -> TrainerConfig:
     standard = configs.PROFILES[configs.DEFAULT_PROFILE].trainer
     fields = {field.name for field in dataclasses.fields(TrainerConfig)}
     overrides: Dict[str, Any] = {}
-    for change in filter(None, changes.split(",")):
+    for change in filter(None, re.split(r",(?=\w+=)", changes)):  # commas inside JSON values stay
         field, equals, value = change.partition("=")
         if field not in fields or not equals:
             raise ValueError(f"{variant!r}: {change!r} is not FIELD=VALUE of a TrainerConfig field")
