@@ -64,9 +64,6 @@ class Augmentation:
     noise: float = 0.0
     """Additive Gaussian noise, in grey levels (0-255): each picture gets a sigma drawn between 0 and
     this, so the model sees clean pictures and grainy ones (scans, photos) alike."""
-    erasing: float = 0.0
-    """Share of the pictures in which one random rectangle (each side 3-10 px of 28) is wiped to the
-    background (random erasing, Zhong et al. 2017): strokes missing, as faint pens and occlusions leave."""
 
 
 NOTEBOOK_AUGMENTATION = Augmentation()

@@ -107,8 +107,8 @@ def trained_model(run_dir: str) -> keras.Model:
 
 def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) -> tf.Tensor:
     """Random rotation, zoom and shifts of a batch of [0, 1] pictures (by default +-10 deg, 0.9-1.1 per
-    axis, +-10%), with `flip` a left-right mirror of half of the images on average, with `erasing` a
-    rectangle wiped in that share of them, and with `noise` Gaussian noise of a random strength per picture.
+    axis, +-10%), with `flip` a left-right mirror of half of the images on average, and with `noise`
+    Gaussian noise of a random strength per picture.
 
     The moves are composed into one affine transform per image and applied in a single resampling of
     the whole batch: one interpolation instead of several, and one op for the batch.
@@ -141,35 +141,10 @@ def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) 
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
-    if augmentation.erasing:
-        moved = erase(moved, augmentation.erasing)
     if not augmentation.noise:
         return moved
     sigma = tf.random.uniform([batch, 1, 1, 1], 0.0, augmentation.noise / features.MAX_PIXEL)
     return tf.clip_by_value(moved + sigma * tf.random.normal(tf.shape(moved)), 0.0, 1.0)
-
-
-ERASED_SIDE = (3, 10)
-"""Random erasing: each side of the wiped rectangle, in pixels (both ends included)."""
-
-
-def erase(images: tf.Tensor, share: float) -> tf.Tensor:
-    """Wipes one random rectangle to the background in `share` of a batch's pictures, drawn per picture
-    and applied as one mask for the batch."""
-    batch = tf.shape(images)[0]
-    size = float(features.IMAGE_SIZE)
-
-    def below(count: Union[float, tf.Tensor]) -> tf.Tensor:  # a whole number in [0, count) per picture
-        return tf.floor(tf.random.uniform([batch, 1, 1, 1]) * count)
-
-    low, high = ERASED_SIDE
-    height, width = low + below(high - low + 1), low + below(high - low + 1)
-    top, left = below(size - height + 1), below(size - width + 1)
-    rows = tf.reshape(tf.range(size), [1, -1, 1, 1])
-    cols = tf.reshape(tf.range(size), [1, 1, -1, 1])
-    chosen = tf.random.uniform([batch, 1, 1, 1]) < share
-    wiped = chosen & (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
-    return tf.where(wiped, tf.zeros_like(images), images)
 
 
 def make_dataset(

@@ -58,8 +58,8 @@ def test_time_to_accuracy_variants_change_the_standard_trainer_field_by_field():
     changed = time_to_accuracy.pipeline_config('pipeline:batch_size=64,augmentation={"noise":0}', 10, 7)
     assert changed == dataclasses.replace(plain, batch_size=64, augmentation=Augmentation(noise=0))
     # A JSON value may hold commas of its own.
-    two = time_to_accuracy.pipeline_config('pipeline:augmentation={"noise":30,"erasing":0.5},batch_size=64', 10, 7)
-    assert two == dataclasses.replace(plain, batch_size=64, augmentation=Augmentation(noise=30, erasing=0.5))
+    two = time_to_accuracy.pipeline_config('pipeline:augmentation={"noise":30,"flip":true},batch_size=64', 10, 7)
+    assert two == dataclasses.replace(plain, batch_size=64, augmentation=Augmentation(noise=30, flip=True))
     for bad in ("pipeline:batch=64", "pipeline:batch_size", 'pipeline:schedule="step"', "notebook:batch_size=1"):
         with pytest.raises(argparse.ArgumentTypeError):
             time_to_accuracy.variant_name(bad)

@@ -116,25 +116,6 @@ def test_noise_has_a_random_strength_per_picture_and_stays_in_range():
     np.testing.assert_array_equal(model.augment(tf.constant(images), NO_AUGMENTATION).numpy(), images)
 
 
-def test_erasing_wipes_one_rectangle_in_its_share_of_the_pictures():
-    tf.random.set_seed(4)
-    images = np.ones((2000, 28, 28, 1), np.float32)
-    wiped = model.erase(tf.constant(images), 0.5).numpy()[..., 0] == 0.0
-    erased = wiped.any(axis=(1, 2))
-    assert 0.45 < erased.mean() < 0.55
-    low, high = model.ERASED_SIDE
-    sides = set()
-    for mask in wiped[erased]:
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        assert mask.sum() == len(rows) * len(cols)  # one solid rectangle...
-        assert rows[-1] - rows[0] + 1 == len(rows) and cols[-1] - cols[0] + 1 == len(cols)
-        sides.update((len(rows), len(cols)))
-    assert sides == set(range(low, high + 1))  # ...of every allowed size, anywhere in the frame.
-    assert wiped[:, 0, :].any() and wiped[:, -1, :].any() and wiped[:, :, 0].any() and wiped[:, :, -1].any()
-    still = dataclasses.replace(NO_AUGMENTATION, erasing=1.0)
-    assert (model.augment(tf.constant(images), still).numpy() == 0.0).any(axis=(1, 2, 3)).all()
-
-
 def test_cosine_schedule_warms_up_then_falls_to_nothing():
     config = TrainerConfig(epochs=5, learning_rate=1e-3, schedule="cosine", warmup_epochs=1)
     rate = model.learning_rate(config, steps_per_epoch=100)
