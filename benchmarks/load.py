@@ -32,6 +32,7 @@ import psutil
 from benchmarks import mnist, variants
 from models import features
 from pipeline import configs, summary
+from serving.model_store import publish_version
 
 _REST_LINE = re.compile(r"REST\s+http://127\.0\.0\.1:(\d+)/")
 BATCHING_PARAMETERS = os.path.join(configs.PROJECT_ROOT, "serving", "deploy", "batching_parameters.txt")
@@ -163,7 +164,7 @@ def run_load(
     even intervals."""
     work_dir = work_dir or tempfile.mkdtemp(prefix="digits-load-")
     base = os.path.join(work_dir, features.MODEL_NAME)
-    variants.push_version(model_dirs[0], base, 1)
+    publish_version(model_dirs[0], base, 1)
     extra: List[str] = []
     if batching:
         extra = ["--enable_batching", "--batching_parameters_file", batching_parameters]
@@ -237,7 +238,7 @@ def run_load(
                 if not any(t.is_alive() for t in threads):
                     break
             pushed = time.perf_counter()
-            variants.push_version(model_dirs[model], base, version)
+            publish_version(model_dirs[model], base, version)
             serving_since = None
             while time.perf_counter() - pushed < SETTLE_SECONDS:
                 if server.available_versions() == [version]:

@@ -23,11 +23,12 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from benchmarks import mnist, variants
+from benchmarks import mnist
 from models import features
 from pipeline import configs, summary
 from serving.client import GrpcClient, RestClient
 from serving.config import ServerOptions, single_model
+from serving.model_store import publish_version
 from serving.server import ModelServer
 
 
@@ -72,7 +73,7 @@ def first_requests(model_dir: str, warmup: bool, image: np.ndarray) -> Dict[str,
     """Milliseconds of the first request to each signature of a version that was just loaded."""
     with tempfile.TemporaryDirectory() as work:
         base = os.path.join(work, features.MODEL_NAME)
-        variants.push_version(model_dir, base, 1)
+        publish_version(model_dir, base, 1)
         server = ModelServer(
             ServerOptions(
                 models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None, enable_model_warmup=warmup
@@ -126,7 +127,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
     with tempfile.TemporaryDirectory() as work:
         base = os.path.join(work, features.MODEL_NAME)
-        variants.push_version(run.pushed_to, base, 1)
+        publish_version(run.pushed_to, base, 1)
         server = ModelServer(
             ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=0)
         ).start()

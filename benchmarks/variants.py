@@ -2,16 +2,12 @@
 Trainer exports (signatures, checks, warmup), so that a hot swap is to a model that answers visibly
 differently."""
 
-import os
-import shutil
-
 import tensorflow_transform as tft
 
 from models import model
 from models.config import DEFAULT_SEED
 from models.export import PixelDomain, export_model
 from pipeline import configs
-from serving.servable import SAVED_MODEL_FILE
 
 
 def export_untrained(transform_graph_uri: str, export_dir: str, seed: int = DEFAULT_SEED + 1) -> str:
@@ -26,12 +22,3 @@ def export_untrained(transform_graph_uri: str, export_dir: str, seed: int = DEFA
         PixelDomain.from_schema(configs.SCHEMA_PATH),
     )
     return export_dir
-
-
-def push_version(source: str, base_path: str, version: int) -> str:
-    """Copies a SavedModel into `<base_path>/<version>/` as the Pusher writes one: everything else
-    first, saved_model.pb last, so that a server never sees a version half-written."""
-    target = os.path.join(base_path, str(version))
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(SAVED_MODEL_FILE))
-    shutil.copy(os.path.join(source, SAVED_MODEL_FILE), os.path.join(target, SAVED_MODEL_FILE))
-    return target

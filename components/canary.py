@@ -34,8 +34,8 @@ from tfx.utils import path_utils
 from components import examples
 from models import features
 from serving import client as serving_client
+from serving.model_store import publish_version
 
-SAVED_MODEL_FILE = "saved_model.pb"
 START_SECONDS = 180.0
 """How long the server may take to load and warm the candidate up."""
 REASON = "reason"
@@ -69,13 +69,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _copy_as_version(model_dir: str, base: str) -> None:
-    """The candidate as version 1 under `base`, saved_model.pb last (as the Pusher writes)."""
-    target = os.path.join(base, "1")
-    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns(SAVED_MODEL_FILE))
-    shutil.copy(os.path.join(model_dir, SAVED_MODEL_FILE), os.path.join(target, SAVED_MODEL_FILE))
 
 
 class _Server:
@@ -218,7 +211,7 @@ def run_canary(
     result = CanaryResult(blessed=False)
     try:
         base = os.path.join(work, model_name)
-        _copy_as_version(model_dir, base)
+        publish_version(model_dir, base, 1)
         digits = _test_digits(examples_uri, 16)
         started = time.monotonic()
         server = _Server(base, model_name, os.path.join(work, "server.log"))

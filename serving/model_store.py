@@ -13,6 +13,7 @@ whole mapping, so a request in flight during a swap finishes on the version it s
 import dataclasses
 import logging
 import os
+import shutil
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -25,6 +26,19 @@ from serving.errors import FailedPrecondition, InvalidArgument, NotFound
 from serving.servable import SAVED_MODEL_FILE, Servable
 
 log = logging.getLogger(__name__)
+
+
+def publish_version(source: str, base_path: str, version: int) -> str:
+    """Copies a SavedModel into `<base_path>/<version>/` so that a server polling the base path never
+    reads it half-written: everything else first, then saved_model.pb (what makes the folder a
+    candidate) under a temporary name, renamed into place in one step. Local filesystems only."""
+    target = os.path.join(base_path, str(version))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(SAVED_MODEL_FILE))
+    staged = os.path.join(target, f"{SAVED_MODEL_FILE}.tmp")
+    shutil.copy(os.path.join(source, SAVED_MODEL_FILE), staged)
+    os.replace(staged, os.path.join(target, SAVED_MODEL_FILE))
+    return target
+
 
 Loader = Callable[[str, int, str], Servable]
 """(model name, version, path) -> a loaded, warmed-up servable; raises if it cannot load."""

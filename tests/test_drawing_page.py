@@ -5,10 +5,10 @@ the model as MNIST frames its digits (the 28x28 picture it shows beside the answ
 import numpy as np
 import pytest
 
-from benchmarks.variants import push_version
 from models import features
 from models.preprocessing import CENTRE, DIGIT_BOX
 from serving.config import ServerOptions, single_model
+from serving.model_store import publish_version
 from serving.server import ModelServer
 from tests.support import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
@@ -30,7 +30,7 @@ def page(tmp_path_factory, served_model):
     from playwright.sync_api import sync_playwright
 
     base = str(tmp_path_factory.mktemp("page") / features.MODEL_NAME)
-    push_version(served_model, base, 1)
+    publish_version(served_model, base, 1)
     server = ModelServer(
         ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None)
     ).start()

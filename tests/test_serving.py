@@ -26,11 +26,11 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from benchmarks.variants import push_version
 from cli import main as cli_main
 from models import features
 from serving.client import GrpcClient, RestClient
 from serving.config import ModelConfig, ServerOptions, VersionPolicy, single_model
+from serving.model_store import publish_version
 from serving.server import ModelServer
 from tests import support
 
@@ -50,7 +50,7 @@ def _serve(options: ServerOptions) -> ModelServer:
 @pytest.fixture()
 def base(tmp_path, served_model) -> str:
     path = str(tmp_path / features.MODEL_NAME)
-    push_version(served_model, path, 1)
+    publish_version(served_model, path, 1)
     return path
 
 
@@ -355,7 +355,7 @@ def test_hot_swap_to_a_different_model_pinned_and_latest(tmp_path, served_model,
     label moves when the file changes, without a restart."""
     _, pixels, _ = test_digits
     base = str(tmp_path / "digits")
-    push_version(served_model, base, 1)
+    publish_version(served_model, base, 1)
     config_file = tmp_path / "models.config"
     config_text = (
         'model_config_list {{ config {{ name: "digits" base_path: "{base}" '
@@ -388,7 +388,7 @@ def test_hot_swap_to_a_different_model_pinned_and_latest(tmp_path, served_model,
         for t in threads:
             t.start()
         support.wait_for(lambda: answered[0] >= 10)
-        push_version(other_model, base, 2)
+        publish_version(other_model, base, 2)
         support.wait_for(lambda: sorted(_status(server)) == [1, 2])
         untrained = _probabilities(server, pixels)
         assert np.abs(untrained - trained).max() > 0.1  # A different model answers `latest`...
@@ -401,7 +401,7 @@ def test_hot_swap_to_a_different_model_pinned_and_latest(tmp_path, served_model,
             support.http(f"{server.rest_url}/v1/models/digits/labels/stable/metadata")[1]["model_spec"]["version"]
             == "1"
         )
-        push_version(served_model, base, 3)
+        publish_version(served_model, base, 3)
         support.wait_for(lambda: _status(server)[1]["state"] == "END")
         assert {v: s["state"] for v, s in _status(server).items()} == {3: "AVAILABLE", 2: "AVAILABLE", 1: "END"}
         np.testing.assert_allclose(_probabilities(server, pixels), trained, atol=1e-5)
@@ -434,18 +434,20 @@ def test_corrupt_and_half_copied_versions(server, base, served_model, test_digit
     support.wait_for(lambda: _status(server)[1]["state"] == "END")  # Latest version only: 1 unloaded.
 
 
-def test_warmup_runs_before_a_version_serves_and_a_bad_warmup_file_refuses_it(server, base, served_model, caplog):
+def test_warmup_runs_before_a_version_serves_and_a_bad_warmup_file_refuses_it(
+    tmp_path, server, base, served_model, caplog
+):
     caplog.set_level("INFO", logger="serving.model_store")
     support.wait_for(lambda: 1 in _status(server))
-    broken = os.path.join(base, "2")
-    shutil.copytree(served_model, broken, ignore=shutil.ignore_patterns("saved_model.pb"))
+    broken = str(tmp_path / "broken")
+    shutil.copytree(served_model, broken)
     with open(os.path.join(broken, features.WARMUP_FILE), "wb") as f:
         f.write(b"not a TFRecord")
-    shutil.copy(os.path.join(served_model, "saved_model.pb"), broken)
+    publish_version(broken, base, 2)
     support.wait_for(lambda: 2 in _status(server))
     assert _status(server)[2]["state"] == "END" and "warmup" in _status(server)[2]["status"]["error_message"].lower()
     assert _status(server)[1]["state"] == "AVAILABLE"
-    push_version(served_model, base, 3)
+    publish_version(served_model, base, 3)
     support.wait_for(lambda: _status(server).get(3, {}).get("state") == "AVAILABLE")
     assert "Warmed up version 3 of digits with 4 requests" in caplog.text
 
@@ -537,7 +539,7 @@ def test_graceful_stop_finishes_requests_in_flight(base, test_digits):
 def test_reload_config_over_grpc_and_an_unknown_model(base, served_model, tmp_path):
     server = _serve(ServerOptions(models=single_model("digits", base), rest_api_port=0, port=0))
     other = str(tmp_path / "mnist")
-    push_version(served_model, other, 4)
+    publish_version(served_model, other, 4)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     try:
         request = model_management_pb2.ReloadConfigRequest()

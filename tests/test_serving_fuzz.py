@@ -11,9 +11,9 @@ import schemathesis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.variants import push_version
 from models import features
 from serving.config import ServerOptions, single_model
+from serving.model_store import publish_version
 from serving.server import ModelServer
 from tests.support import http
 
@@ -28,7 +28,7 @@ INPUTS = [features.IMAGES_INPUT, features.IMAGE_BYTES_INPUT, features.EXAMPLES_I
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, served_model):
     base = str(tmp_path_factory.mktemp("fuzz") / features.MODEL_NAME)
-    push_version(served_model, base, 1)
+    publish_version(served_model, base, 1)
     running = ModelServer(
         ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None)
     ).start()

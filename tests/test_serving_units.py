@@ -17,7 +17,7 @@ from serving import config, errors, inputs, rest_codec
 from serving.batching import BatchScheduler
 from serving.dataplane import classification_result
 from serving.metrics import Metrics
-from serving.model_store import ModelStore, ServerCore
+from serving.model_store import ModelStore, ServerCore, publish_version
 from serving.servable import SAVED_MODEL_FILE, Servable, Signature, model_message
 
 
@@ -396,6 +396,29 @@ def _version(base, version: int, content: str = "ok") -> None:
         f.write(content)
     with open(os.path.join(folder, SAVED_MODEL_FILE), "w") as f:
         f.write("")
+
+
+def test_publish_version_makes_a_folder_a_candidate_only_once_it_is_whole(tmp_path, monkeypatch):
+    """saved_model.pb, which makes a folder a candidate, appears last and whole: copied under another
+    name, then renamed into place once everything else is there."""
+    source = tmp_path / "model"
+    (source / "variables").mkdir(parents=True)
+    (source / "variables" / "variables.index").write_bytes(b"index")
+    (source / SAVED_MODEL_FILE).write_bytes(b"graph" * 1000)
+    target = tmp_path / "digits" / "7"
+    renames = []
+    real_replace = os.replace
+
+    def replace(staged, final):
+        renames.append((os.path.exists(final), (target / "variables" / "variables.index").exists()))
+        assert os.path.basename(staged) != SAVED_MODEL_FILE and open(staged, "rb").read() == b"graph" * 1000
+        real_replace(staged, final)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert publish_version(str(source), str(tmp_path / "digits"), 7) == str(target)
+    assert renames == [(False, True)]
+    assert sorted(p.name for p in target.iterdir()) == [SAVED_MODEL_FILE, "variables"]
+    assert (target / SAVED_MODEL_FILE).read_bytes() == b"graph" * 1000
 
 
 def _fake_loader(model_name: str, version: int, path: str) -> Servable:
