@@ -27,7 +27,8 @@ from tfx.types import standard_component_specs as specs
 from tfx.types.standard_artifacts import Model
 from tfx.utils import io_utils, path_utils
 
-SAVED_MODEL_FILE = "saved_model.pb"
+from serving.servable import SAVED_MODEL_FILE
+
 SERVED_VERSION = "served_version"
 """Custom property of the baseline artifact: the version it was copied from (0: nothing served yet)."""
 

@@ -389,7 +389,8 @@ def test_hot_swap_to_a_different_model_pinned_and_latest(tmp_path, served_model,
             t.start()
         support.wait_for(lambda: answered[0] >= 10)
         publish_version(other_model, base, 2)
-        support.wait_for(lambda: sorted(_status(server)) == [1, 2])
+        support.wait_for(lambda: _status(server).get(2, {}).get("state") == "AVAILABLE")
+        assert sorted(_status(server)) == [1, 2]
         untrained = _probabilities(server, pixels)
         assert np.abs(untrained - trained).max() > 0.1  # A different model answers `latest`...
         np.testing.assert_allclose(
