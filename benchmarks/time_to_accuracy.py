@@ -99,7 +99,7 @@ def _worker(
         config = pipeline_config(variant, epochs, seed)
         precision = resolve_precision(config.precision)
     steps = math.ceil(len(data["train_labels"]) / config.batch_size)
-    model = build_model(learning_rate(config, steps), precision)
+    model = build_model(learning_rate(config, steps), precision, deskew=config.deskew)
     train, validation = (data["train_images"], data["train_labels"]), (data["eval_images"], data["eval_labels"])
     if notebook:
         train_data = training.notebook_batches(*train, config.batch_size, seed)

@@ -82,6 +82,7 @@ class Member:
 
     learning_rate: Optional[float] = None
     augmentation: Optional[Augmentation] = None
+    deskew: Optional[bool] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +104,9 @@ class TrainerConfig:
     augmentation: Augmentation = DIGIT_AUGMENTATION
     class_names: Tuple[str, ...] = tuple(features.CLASS_LABELS)
     """The name of each class, in label order: what the exported model answers with."""
+    deskew: bool = False
+    """Straighten each picture's slant and centre its ink before the CNN (in the model, so served
+    pictures get it too): a member that sees the digits another way errs on other digits."""
     steps_per_epoch: Optional[int] = None
     """Cap on training steps per epoch (None: one pass over `train`); for quick checks and tests."""
     precision: str = AUTO_PRECISION
@@ -129,13 +133,15 @@ class TrainerConfig:
             raise ValueError(f"{len(self.class_names)} class names, the CNN has {features.NUM_CLASSES} classes")
 
     def member(self, index: int) -> "TrainerConfig":
-        """Member `index`'s (from 0) settings: its own seed, and its own rate and augmentation if it has them."""
+        """Member `index`'s (from 0) settings: its own seed, and its own rate, augmentation and deskewing
+        if it has them."""
         own = self.members[index] if index < len(self.members) else Member()
         return dataclasses.replace(
             self,
             seed=self.seed + index,
             learning_rate=self.learning_rate if own.learning_rate is None else own.learning_rate,
             augmentation=self.augmentation if own.augmentation is None else own.augmentation,
+            deskew=self.deskew if own.deskew is None else own.deskew,
             members=(),
         )
 
@@ -156,6 +162,7 @@ class TrainerConfig:
                     Member(
                         learning_rate=member.get("learning_rate"),
                         augmentation=Augmentation(**member["augmentation"]) if member.get("augmentation") else None,
+                        deskew=member.get("deskew"),
                     )
                     for member in ours.get("members", ())
                 ),

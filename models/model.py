@@ -1,6 +1,7 @@
 """The digit CNN, its tf.data input pipeline with augmentation, and the Trainer's `run_fn`."""
 
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -34,6 +35,8 @@ IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
 EXPORTED_WEIGHTS = "checkpoints/exported"
 """The weights the Trainer exported, in its logs folder (see `callbacks`)."""
+MEMBER_CONFIG = "trainer_config.json"
+"""The settings a CNN trained with, beside its weights, so that it can be rebuilt to load them."""
 METRICS_CSV = "metrics.csv"
 LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
 
@@ -60,21 +63,66 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     return float(keras.backend.get_value(rate))
 
 
+class Deskew(keras.layers.Layer):
+    """Straightens each picture's slant and moves its centre of ink to the middle, in one affine
+    resampling: the classic MNIST deskewing (a shear that makes the ink's rows uncorrelated with its
+    columns), as the committees of CNNs that differ in how their input is normalised (Ciresan et al.,
+    2012). A blank picture passes unchanged; the shear is capped at 45 degrees."""
+
+    def __init__(self, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+
+    def call(self, images: tf.Tensor) -> tf.Tensor:
+        size = features.IMAGE_SIZE
+        ink = tf.cast(images, tf.float32)[..., 0]
+        coords = tf.range(size, dtype=tf.float32)
+        ys, xs = coords[None, :, None], coords[None, None, :]
+        mass = tf.reduce_sum(ink, axis=[1, 2])
+        has_ink = mass > 1e-6
+
+        def mean(values: tf.Tensor) -> tf.Tensor:
+            return tf.reduce_sum(ink * values, axis=[1, 2]) / tf.where(has_ink, mass, 1.0)
+
+        centre = size / 2.0  # MNIST's own: its digits' centres of ink are at (14, 14), so most barely move.
+        row, col = tf.where(has_ink, mean(ys), centre), tf.where(has_ink, mean(xs), centre)
+        dy, dx = ys - row[:, None, None], xs - col[:, None, None]
+        variance, covariance = mean(dy * dy), mean(dx * dy)
+        skew = tf.where(variance > 1e-6, tf.clip_by_value(covariance / tf.maximum(variance, 1e-6), -1.0, 1.0), 0.0)
+        # Output pixel (x, y) samples the input at (col + (x - c) + skew (y - c), row + (y - c)).
+        ones, zeros = tf.ones_like(skew), tf.zeros_like(skew)
+        transforms = tf.stack(
+            [ones, skew, col - centre - skew * centre, zeros, ones, row - centre, zeros, zeros], axis=1
+        )
+        straight = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(images, tf.float32),
+            transforms=transforms,
+            output_shape=tf.shape(images)[1:3],
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )
+        return tf.ensure_shape(straight, images.shape)  # The op's own shape is unknown: the layers after need it.
+
+
 def build_model(
-    learning_rate: LearningRate, precision: str = "float32", api: ModuleType = keras, name: str = "digits_cnn"
+    learning_rate: LearningRate,
+    precision: str = "float32",
+    api: ModuleType = keras,
+    name: str = "digits_cnn",
+    deskew: bool = False,
 ) -> keras.Model:
     """Two conv blocks (32x5x5, 64x3x3) with batch norm, then dense 256, softmax over 10 digits.
 
     `precision` is the layers' dtype policy ("float32" or "mixed_bfloat16": bfloat16 maths, float32
     weights); the softmax stays float32 either way, so probabilities keep full precision. `api` is the
     Keras to build with: tf_keras (what TFT's layer and the export need), or Keras 3 for the training
-    benchmark's comparison.
+    benchmark's comparison. `deskew` puts `Deskew` (tf_keras only) before the first convolution.
     """
     if precision not in DTYPE_POLICIES:
         raise ValueError(f"Unknown precision {precision!r}: expected one of {', '.join(DTYPE_POLICIES)}")
     layers = api.layers
     inputs = api.Input(shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 1), name=IMAGE_XF)
-    x = inputs
+    x = Deskew(name="deskew")(inputs) if deskew else inputs
     for filters, kernel in ((32, 5), (64, 3)):
         for _ in range(2):
             x = layers.Conv2D(filters, kernel, padding="same", activation="relu", dtype=precision)(x)
@@ -99,8 +147,13 @@ def build_model(
 
 def trained_model(run_dir: str) -> keras.Model:
     """The CNN in float32 with the weights a Trainer run exported (for the report's feature maps and the
-    TFLite export; the served model is the SavedModel)."""
-    model = build_model(learning_rate=1e-3)
+    TFLite export; the served model is the SavedModel), built as its `MEMBER_CONFIG` says."""
+    settings = os.path.join(run_dir, MEMBER_CONFIG)
+    config = None
+    if tf.io.gfile.exists(settings):
+        with tf.io.gfile.GFile(settings) as f:
+            config = TrainerConfig.from_custom_config(json.load(f))
+    model = build_model(learning_rate=1e-3, deskew=config is not None and config.deskew)
     model.load_weights(os.path.join(run_dir, EXPORTED_WEIGHTS)).expect_partial()
     return model
 
@@ -428,7 +481,7 @@ def train_member(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
     )
     with strategy.scope():
-        model = build_model(learning_rate(config, steps), precision, name=name)
+        model = build_model(learning_rate(config, steps), precision, name=name, deskew=config.deskew)
         if fn_args.base_model is not None:  # Warm start asked for (the Trainer got a base model).
             if config.ensemble > 1:
                 logging.info("Warm start: not for an ensemble's members, training %s from scratch", name)
@@ -436,13 +489,17 @@ def train_member(
                 logging.info("Warm start: from the weights of the served model %s", fn_args.base_model)
             else:
                 logging.info("Warm start: no model served yet, training from scratch")
+    tf.io.gfile.makedirs(run_dir)
+    with tf.io.gfile.GFile(os.path.join(run_dir, MEMBER_CONFIG), "w") as f:
+        json.dump(config.as_custom_config(), f, indent=2)
     logging.info(
-        "Training %s (seed %d, rate %g, %s) for up to %d epochs on %d replica(s) (worker %d of %d%s), "
+        "Training %s (seed %d, rate %g, %s%s) for up to %d epochs on %d replica(s) (worker %d of %d%s), "
         "layers in %s (precision %s); logs in %s",
         name,
         config.seed,
         config.learning_rate,
         config.augmentation,
+        ", deskewed" if config.deskew else "",
         config.epochs,
         strategy.num_replicas_in_sync,
         worker.index,
@@ -464,6 +521,7 @@ def train_member(
         # Distributed variables cannot be saved in serving signatures: the weights (read by every worker
         # together, as batch norm's statistics are reduced across replicas) go into a plain copy.
         weights = model.get_weights()
-        model = build_model(config.learning_rate, precision, name=name)  # For serving only: the rate is not used.
+        # For serving only: the rate is not used.
+        model = build_model(config.learning_rate, precision, name=name, deskew=config.deskew)
         model.set_weights(weights)
     return model

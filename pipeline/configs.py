@@ -36,9 +36,9 @@ each of three seeds raced, and the ensemble's members at 3e-3 all above those at
 sessions 11 and 12)."""
 ENSEMBLE_MEMBERS = (
     Member(),
-    Member(learning_rate=COSINE_PEAK_RATE),
+    Member(learning_rate=COSINE_PEAK_RATE, deskew=True),
     Member(),
-    Member(learning_rate=COSINE_PEAK_RATE),
+    Member(learning_rate=COSINE_PEAK_RATE, deskew=True),
     Member(learning_rate=COSINE_PEAK_RATE),
 )
 """The `ensemble` profile's CNNs: `full`'s 30 epochs each, at peak rates of 1e-3 and 3e-3, as the four

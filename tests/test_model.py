@@ -116,6 +116,42 @@ def test_noise_has_a_random_strength_per_picture_and_stays_in_range():
     np.testing.assert_array_equal(model.augment(tf.constant(images), NO_AUGMENTATION).numpy(), images)
 
 
+def ink_moments(images: np.ndarray):
+    """Per picture: the row and column of its centre of ink, and its slant (columns' covariance with
+    rows over the rows' variance)."""
+    ink, coords = images[..., 0], np.arange(28.0)
+    mass = ink.sum(axis=(1, 2))
+    row = (ink * coords[None, :, None]).sum(axis=(1, 2)) / mass
+    col = (ink * coords[None, None, :]).sum(axis=(1, 2)) / mass
+    dy, dx = coords[None, :, None] - row[:, None, None], coords[None, None, :] - col[:, None, None]
+    return row, col, (ink * dx * dy).sum(axis=(1, 2)) / (ink * dy * dy).sum(axis=(1, 2))
+
+
+def test_deskew_straightens_a_slanted_stroke_and_centres_it():
+    """A stroke leaning right, off centre, as a hurried 1 is: upright and centred after, its ink kept.
+    An upright centred bar stays where it is, and a blank picture stays blank."""
+    pictures = np.zeros((3, 28, 28, 1), np.float32)
+    for row in range(4, 24):
+        pictures[0, row, 20 - (row - 4) * 8 // 20 : 22 - (row - 4) * 8 // 20, 0] = 1.0  # Leans by 8 px.
+    pictures[1, 4:25, 13:16, 0] = 1.0  # Its centre of ink at (14, 14), MNIST's.
+    row, col, slant = ink_moments(pictures[:2])
+    assert slant[0] < -0.3 and col[0] > 16  # The test's own stroke leans, right of centre.
+    straight = model.Deskew()(pictures).numpy()
+    row, col, slant = ink_moments(straight[:2])
+    np.testing.assert_allclose(slant, 0.0, atol=0.02)
+    np.testing.assert_allclose(row, 14.0, atol=0.05)
+    np.testing.assert_allclose(col, 14.0, atol=0.05)
+    np.testing.assert_allclose(straight[:2].sum(axis=(1, 2, 3)), pictures[:2].sum(axis=(1, 2, 3)), rtol=0.02)
+    np.testing.assert_allclose(straight[1], pictures[1], atol=1e-5)
+    assert straight[2].sum() == 0.0
+
+
+def test_a_deskewing_cnn_puts_deskew_first_in_float32():
+    net = model.build_model(1e-3, precision="mixed_bfloat16", deskew=True)
+    assert isinstance(net.layers[1], model.Deskew) and net.layers[1].compute_dtype == "float32"
+    assert net.count_params() == model.build_model(1e-3).count_params()  # Nothing to learn in it.
+
+
 def test_cosine_schedule_warms_up_then_falls_to_nothing():
     config = TrainerConfig(epochs=5, learning_rate=1e-3, schedule="cosine", warmup_epochs=1)
     rate = model.learning_rate(config, steps_per_epoch=100)
@@ -233,14 +269,14 @@ def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tm
         precision="float32",
         ensemble=2,
         seed=7,
-        members=(Member(), Member(learning_rate=3e-3, augmentation=NO_AUGMENTATION)),
+        members=(Member(), Member(learning_rate=3e-3, augmentation=NO_AUGMENTATION, deskew=True)),
     )
     caplog.set_level(logging.INFO)
     trainer_worker.main(support.trainer_job(smoke_run[1], tmp_path, config))
     trained = [record.getMessage() for record in caplog.records if "Training digits_cnn" in record.getMessage()]
     assert len(trained) == 2
     assert trained[0].startswith(f"Training digits_cnn_1 (seed 7, rate 0.001, {DIGIT_AUGMENTATION}) for")
-    assert trained[1].startswith(f"Training digits_cnn_2 (seed 8, rate 0.003, {NO_AUGMENTATION}) for")
+    assert trained[1].startswith(f"Training digits_cnn_2 (seed 8, rate 0.003, {NO_AUGMENTATION}, deskewed) for")
     export = tf.saved_model.load(str(tmp_path / "model" / "Format-Serving"))
     single = tf.saved_model.load(served_model)
     assert set(export.signatures) == set(single.signatures)
@@ -249,7 +285,9 @@ def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tm
     images = tf.constant(mnist.scaled(pixels))
     runs = [model.member_dir(str(tmp_path / "model_run"), index) for index in range(2)]
     assert all(os.path.exists(os.path.join(run, model.METRICS_CSV)) for run in runs)
-    members = [model.trained_model(run)(images, training=False).numpy() for run in runs]
+    rebuilt = [model.trained_model(run) for run in runs]  # As each member's own settings say.
+    assert [any(isinstance(layer, model.Deskew) for layer in net.layers) for net in rebuilt] == [False, True]
+    members = [net(images, training=False).numpy() for net in rebuilt]
     assert not np.allclose(members[0], members[1], atol=1e-3)  # Two seeds, two different CNNs.
     served = export.signatures[features.IMAGES_SIGNATURE](**{features.IMAGES_INPUT: tf.constant(pixels)})
     np.testing.assert_allclose(served[features.PROBABILITIES_OUTPUT].numpy(), np.mean(members, axis=0), atol=1e-5)
@@ -259,12 +297,12 @@ def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tm
 
 def test_ensemble_members_have_their_own_seed_and_settings():
     wider = Augmentation(rotation_degrees=15.0)
-    members = (Member(augmentation=wider), Member(learning_rate=3e-3))
+    members = (Member(augmentation=wider), Member(learning_rate=3e-3, deskew=True))
     config = TrainerConfig(epochs=2, learning_rate=1e-3, seed=5, ensemble=3, members=members)
-    assert [(m.seed, m.learning_rate, m.augmentation, m.members) for m in map(config.member, range(3))] == [
-        (5, 1e-3, wider, ()),
-        (6, 3e-3, DIGIT_AUGMENTATION, ()),
-        (7, 1e-3, DIGIT_AUGMENTATION, ()),  # Past the members' settings: the ensemble's own.
+    assert [(m.seed, m.learning_rate, m.augmentation, m.deskew, m.members) for m in map(config.member, range(3))] == [
+        (5, 1e-3, wider, False, ()),
+        (6, 3e-3, DIGIT_AUGMENTATION, True, ()),
+        (7, 1e-3, DIGIT_AUGMENTATION, False, ()),  # Past the members' settings: the ensemble's own.
     ]
     assert TrainerConfig.from_custom_config(json.loads(json.dumps(config.as_custom_config()))) == config
     ensemble = configs.PROFILES["ensemble"].trainer
