@@ -181,9 +181,7 @@ def race(
     try:
         while active:
             for variant in list(active):
-                connection = running[variant][1]
-                connection.send(GO)
-                record = connection.recv()
+                record = workers.ask(running, variant, GO)
                 if DONE in record:
                     exported[variant] = record[DONE]
                     print(f"{variant} exports weights of test accuracy {record[DONE]}", flush=True)

@@ -75,9 +75,8 @@ def measure(precisions: List[str], rounds: int) -> Dict[str, List[Dict]]:
     for round_number in range(rounds):
         running = workers.start(_worker, variants)
         try:
-            for variant, (_, connection) in running.items():
-                connection.send(RUN)
-                records[variant].append(connection.recv())
+            for variant in running:
+                records[variant].append(workers.ask(running, variant, RUN))
         finally:
             workers.stop(running)
         print(

@@ -112,9 +112,8 @@ def measure(variants: List[str], images: int, rounds: int, steps: int) -> Dict[s
     speeds: Dict[str, List[float]] = {variant: [] for variant in variants}
     try:
         for round_number in range(rounds):
-            for variant, (_, connection) in running.items():
-                connection.send("run")
-                speeds[variant].append(round(steps * BATCH / connection.recv(), 1))
+            for variant in running:
+                speeds[variant].append(round(steps * BATCH / workers.ask(running, variant, "run"), 1))
             print(f"round {round_number + 1}: " + ", ".join(f"{v} {s[-1]}" for v, s in speeds.items()), flush=True)
     finally:
         workers.stop(running)
