@@ -43,8 +43,9 @@ ENSEMBLE_MEMBERS = (
 )
 """The `ensemble` profile's CNNs: `full`'s 30 epochs each, at peak rates of 1e-3 and 3e-3, as the four
 `full` runs of sessions 10 and 12, which averaged 99.68% on `eval` where the 15-epoch ensembles scored
-at most 99.54%. This ensemble then scored 99.52% on `eval` and 99.70% on test, against 99.64% for both
-15-epoch ensembles (BENCHMARKS.md, session 13)."""
+at most 99.54%; members 2 and 4 deskew the pictures first (`models.model.Deskew`), so that they err on
+other digits: a deskewed and a plain CNN share fewer of their mistakes than two of a kind, and this
+ensemble scored higher than session 13's five plain CNNs on `eval` (BENCHMARKS.md, sessions 13 and 16)."""
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.model.run_fn"
