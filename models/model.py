@@ -90,18 +90,23 @@ class Deskew(keras.layers.Layer):
         skew = tf.where(variance > 1e-6, tf.clip_by_value(covariance / tf.maximum(variance, 1e-6), -1.0, 1.0), 0.0)
         # Output pixel (x, y) samples the input at (col + (x - c) + skew (y - c), row + (y - c)).
         ones, zeros = tf.ones_like(skew), tf.zeros_like(skew)
-        transforms = tf.stack(
-            [ones, skew, col - centre - skew * centre, zeros, ones, row - centre, zeros, zeros], axis=1
-        )
-        straight = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tf.cast(images, tf.float32),
-            transforms=transforms,
-            output_shape=tf.shape(images)[1:3],
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="CONSTANT",
-        )
-        return tf.ensure_shape(straight, images.shape)  # The op's own shape is unknown: the layers after need it.
+        return resample(ink[..., None], [ones, skew, col - centre - skew * centre, zeros, ones, row - centre])
+
+
+def resample(images: tf.Tensor, affine: List[tf.Tensor]) -> tf.Tensor:
+    """Each picture resampled through its own affine map: `affine` is (a0, a1, a2, b0, b1, b2), one value
+    per picture each, and output pixel (x, y) samples the input at (a0 x + a1 y + a2, b0 x + b1 y + b2),
+    bilinearly, with black outside the picture."""
+    zeros = tf.zeros_like(affine[0])
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=tf.stack([*affine, zeros, zeros], axis=1),
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return tf.ensure_shape(moved, images.shape)  # The op's own shape is unknown: layers after it need it.
 
 
 def build_model(
@@ -149,11 +154,11 @@ def trained_model(run_dir: str) -> keras.Model:
     """The CNN in float32 with the weights a Trainer run exported (for the report's feature maps and the
     TFLite export; the served model is the SavedModel), built as its `MEMBER_CONFIG` says."""
     settings = os.path.join(run_dir, MEMBER_CONFIG)
-    config = None
+    deskew = False
     if tf.io.gfile.exists(settings):
         with tf.io.gfile.GFile(settings) as f:
-            config = TrainerConfig.from_custom_config(json.load(f))
-    model = build_model(learning_rate=1e-3, deskew=config is not None and config.deskew)
+            deskew = TrainerConfig.from_custom_config(json.load(f)).deskew
+    model = build_model(learning_rate=1e-3, deskew=deskew)
     model.load_weights(os.path.join(run_dir, EXPORTED_WEIGHTS)).expect_partial()
     return model
 
@@ -184,16 +189,7 @@ def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) 
     centre = (size - 1.0) / 2.0
     a2 = centre - a0 * centre - a1 * centre - shift_x
     b2 = centre - b0 * centre - b1 * centre - shift_y
-    zeros = tf.zeros([batch])
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=tf.shape(images)[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
+    moved = resample(images, [a0, a1, a2, b0, b1, b2])
     if not augmentation.noise:
         return moved
     sigma = tf.random.uniform([batch, 1, 1, 1], 0.0, augmentation.noise / features.MAX_PIXEL)
