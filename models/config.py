@@ -83,7 +83,6 @@ class Member:
     learning_rate: Optional[float] = None
     augmentation: Optional[Augmentation] = None
     deskew: Optional[bool] = None
-    width: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +107,6 @@ class TrainerConfig:
     deskew: bool = False
     """Straighten each picture's slant and centre its ink before the CNN (in the model, so served
     pictures get it too): a member that sees the digits another way errs on other digits."""
-    width: float = 0.0
-    """Stretch or squeeze each picture along x until its ink is this many pixels wide, after any
-    deskewing and in the model as well (0: as drawn); another way for a member to see the digits."""
     steps_per_epoch: Optional[int] = None
     """Cap on training steps per epoch (None: one pass over `train`); for quick checks and tests."""
     precision: str = AUTO_PRECISION
@@ -137,8 +133,8 @@ class TrainerConfig:
             raise ValueError(f"{len(self.class_names)} class names, the CNN has {features.NUM_CLASSES} classes")
 
     def member(self, index: int) -> "TrainerConfig":
-        """Member `index`'s (from 0) settings: its own seed, and its own rate, augmentation, deskewing and
-        width if it has them."""
+        """Member `index`'s (from 0) settings: its own seed, and its own rate, augmentation and deskewing
+        if it has them."""
         own = self.members[index] if index < len(self.members) else Member()
         return dataclasses.replace(
             self,
@@ -146,7 +142,6 @@ class TrainerConfig:
             learning_rate=self.learning_rate if own.learning_rate is None else own.learning_rate,
             augmentation=self.augmentation if own.augmentation is None else own.augmentation,
             deskew=self.deskew if own.deskew is None else own.deskew,
-            width=self.width if own.width is None else own.width,
             members=(),
         )
 
@@ -168,7 +163,6 @@ class TrainerConfig:
                         learning_rate=member.get("learning_rate"),
                         augmentation=Augmentation(**member["augmentation"]) if member.get("augmentation") else None,
                         deskew=member.get("deskew"),
-                        width=member.get("width"),
                     )
                     for member in ours.get("members", ())
                 ),

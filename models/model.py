@@ -93,37 +93,6 @@ class Deskew(keras.layers.Layer):
         return resample(ink[..., None], [ones, skew, col - centre - skew * centre, zeros, ones, row - centre])
 
 
-class NormaliseWidth(keras.layers.Layer):
-    """Stretches or squeezes each picture along x until its ink's bounding box is `width` pixels wide,
-    with the box's middle at the picture's: the width normalisation of Ciresan et al.'s committees
-    (2012), whose members saw the digits at widths of 10 to 20 pixels and so erred on different ones.
-    Pixels fainter than `INK_LEVEL` do not count (the noise the CNN is trained with would otherwise
-    widen every box to the whole picture); a picture without any passes unchanged."""
-
-    INK_LEVEL = 0.5
-
-    def __init__(self, width: float, **kwargs):
-        super().__init__(dtype="float32", **kwargs)
-        self.width = width
-
-    def get_config(self) -> Dict[str, float]:
-        return {**super().get_config(), "width": self.width}
-
-    def call(self, images: tf.Tensor) -> tf.Tensor:
-        size = features.IMAGE_SIZE
-        ink = tf.cast(images, tf.float32)
-        columns = tf.cast(tf.reduce_any(ink[..., 0] > self.INK_LEVEL, axis=1), tf.int32)
-        has_ink = tf.reduce_any(columns > 0, axis=1)
-        first = tf.cast(tf.argmax(columns, axis=1), tf.float32)
-        last = size - 1.0 - tf.cast(tf.argmax(columns[:, ::-1], axis=1), tf.float32)
-        middle = (size - 1.0) / 2.0
-        scale = tf.where(has_ink, (last - first + 1.0) / self.width, 1.0)  # Input pixels per output pixel.
-        box_middle = tf.where(has_ink, (first + last) / 2.0, middle)
-        # Output pixel (x, y) samples the input at (box_middle + scale (x - middle), y).
-        ones, zeros = tf.ones_like(scale), tf.zeros_like(scale)
-        return resample(ink, [scale, zeros, box_middle - scale * middle, zeros, ones, zeros])
-
-
 def resample(images: tf.Tensor, affine: List[tf.Tensor]) -> tf.Tensor:
     """Each picture resampled through its own affine map: `affine` is (a0, a1, a2, b0, b1, b2), one value
     per picture each, and output pixel (x, y) samples the input at (a0 x + a1 y + a2, b0 x + b1 y + b2),
@@ -146,22 +115,19 @@ def build_model(
     api: ModuleType = keras,
     name: str = "digits_cnn",
     deskew: bool = False,
-    width: float = 0.0,
 ) -> keras.Model:
     """Two conv blocks (32x5x5, 64x3x3) with batch norm, then dense 256, softmax over 10 digits.
 
     `precision` is the layers' dtype policy ("float32" or "mixed_bfloat16": bfloat16 maths, float32
     weights); the softmax stays float32 either way, so probabilities keep full precision. `api` is the
     Keras to build with: tf_keras (what TFT's layer and the export need), or Keras 3 for the training
-    benchmark's comparison. `deskew` puts `Deskew`, and a `width` `NormaliseWidth` (tf_keras only), before
-    the first convolution.
+    benchmark's comparison. `deskew` puts `Deskew` (tf_keras only) before the first convolution.
     """
     if precision not in DTYPE_POLICIES:
         raise ValueError(f"Unknown precision {precision!r}: expected one of {', '.join(DTYPE_POLICIES)}")
     layers = api.layers
     inputs = api.Input(shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 1), name=IMAGE_XF)
     x = Deskew(name="deskew")(inputs) if deskew else inputs
-    x = NormaliseWidth(width, name="normalise_width")(x) if width else x
     for filters, kernel in ((32, 5), (64, 3)):
         for _ in range(2):
             x = layers.Conv2D(filters, kernel, padding="same", activation="relu", dtype=precision)(x)
@@ -185,8 +151,8 @@ def build_model(
 
 
 def member_model(config: TrainerConfig, rate: LearningRate, precision: str, name: str = "digits_cnn") -> keras.Model:
-    """The CNN as `config` builds it: its own input normalisation (deskewing, width) in front."""
-    return build_model(rate, precision, name=name, deskew=config.deskew, width=config.width)
+    """The CNN as `config` builds it: deskewing in front if it says so."""
+    return build_model(rate, precision, name=name, deskew=config.deskew)
 
 
 def trained_model(run_dir: str) -> keras.Model:
@@ -528,14 +494,13 @@ def train_member(
     with tf.io.gfile.GFile(os.path.join(run_dir, MEMBER_CONFIG), "w") as f:
         json.dump(config.as_custom_config(), f, indent=2)
     logging.info(
-        "Training %s (seed %d, rate %g, %s%s%s) for up to %d epochs on %d replica(s) (worker %d of %d%s), "
+        "Training %s (seed %d, rate %g, %s%s) for up to %d epochs on %d replica(s) (worker %d of %d%s), "
         "layers in %s (precision %s); logs in %s",
         name,
         config.seed,
         config.learning_rate,
         config.augmentation,
         ", deskewed" if config.deskew else "",
-        f", widths normalised to {config.width:g} px" if config.width else "",
         config.epochs,
         strategy.num_replicas_in_sync,
         worker.index,

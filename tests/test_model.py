@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-from typing import List, Tuple
 
 import numpy as np
 import pytest
@@ -147,34 +146,9 @@ def test_deskew_straightens_a_slanted_stroke_and_centres_it():
     assert straight[2].sum() == 0.0
 
 
-def ink_columns(pictures: np.ndarray) -> List[Tuple[int, int]]:
-    """Each picture's first and last column with a pixel over `NormaliseWidth.INK_LEVEL`."""
-    columns = [np.flatnonzero((p[..., 0] > model.NormaliseWidth.INK_LEVEL).any(axis=0)) for p in pictures]
-    return [(int(c.min()), int(c.max())) for c in columns]
-
-
-def test_normalise_width_gives_every_digit_the_same_width_about_the_middle():
-    """A thin stroke right of centre (a 1) is widened and a wide one squeezed, both to 12 px about the
-    picture's middle; the heights stay; faint noise does not widen the box; a blank picture stays blank."""
-    pictures = np.zeros((4, 28, 28, 1), np.float32)
-    pictures[0, 4:24, 18:22, 0] = 1.0
-    pictures[1, 6:22, 2:26, 0] = 1.0
-    pictures[2, 4:24, 12:16, 0] = 1.0
-    pictures[2] += 0.4 * np.random.default_rng(0).random((28, 28, 1), np.float32)
-    assert ink_columns(pictures[:3]) == [(18, 21), (2, 25), (12, 15)]
-    normalised = model.NormaliseWidth(12.0)(pictures).numpy()
-    assert ink_columns(normalised[:2]) == [(8, 19), (8, 19)]
-    np.testing.assert_allclose(normalised[:2].sum(axis=(1, 2, 3)), [12 * 20, 12 * 16], rtol=0.02)
-    assert np.array_equal((normalised[:2] > 0.5).any(axis=2), (pictures[:2] > 0.5).any(axis=2))  # Same rows.
-    left, right = ink_columns(normalised[2:3])[0]
-    assert right - left + 1 <= 14  # 12, and a column of interpolated noise on either side at most.
-    assert normalised[3].sum() == 0.0
-
-
-@pytest.mark.parametrize(("deskew", "width", "first"), [(True, 0.0, "Deskew"), (False, 14.0, "NormaliseWidth")])
-def test_a_cnn_that_normalises_its_input_does_it_first_in_float32(deskew, width, first):
-    net = model.build_model(1e-3, precision="mixed_bfloat16", deskew=deskew, width=width)
-    assert type(net.layers[1]).__name__ == first and net.layers[1].compute_dtype == "float32"
+def test_a_deskewing_cnn_puts_deskew_first_in_float32():
+    net = model.build_model(1e-3, precision="mixed_bfloat16", deskew=True)
+    assert isinstance(net.layers[1], model.Deskew) and net.layers[1].compute_dtype == "float32"
     assert net.count_params() == model.build_model(1e-3).count_params()  # Nothing to learn in it.
 
 
@@ -295,16 +269,14 @@ def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tm
         precision="float32",
         ensemble=2,
         seed=7,
-        members=(Member(), Member(learning_rate=3e-3, augmentation=NO_AUGMENTATION, deskew=True, width=14.0)),
+        members=(Member(), Member(learning_rate=3e-3, augmentation=NO_AUGMENTATION, deskew=True)),
     )
     caplog.set_level(logging.INFO)
     trainer_worker.main(support.trainer_job(smoke_run[1], tmp_path, config))
     trained = [record.getMessage() for record in caplog.records if "Training digits_cnn" in record.getMessage()]
     assert len(trained) == 2
     assert trained[0].startswith(f"Training digits_cnn_1 (seed 7, rate 0.001, {DIGIT_AUGMENTATION}) for")
-    assert trained[1].startswith(
-        f"Training digits_cnn_2 (seed 8, rate 0.003, {NO_AUGMENTATION}, deskewed, widths normalised to 14 px) for"
-    )
+    assert trained[1].startswith(f"Training digits_cnn_2 (seed 8, rate 0.003, {NO_AUGMENTATION}, deskewed) for")
     export = tf.saved_model.load(str(tmp_path / "model" / "Format-Serving"))
     single = tf.saved_model.load(served_model)
     assert set(export.signatures) == set(single.signatures)
@@ -314,11 +286,7 @@ def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tm
     runs = [model.member_dir(str(tmp_path / "model_run"), index) for index in range(2)]
     assert all(os.path.exists(os.path.join(run, model.METRICS_CSV)) for run in runs)
     rebuilt = [model.trained_model(run) for run in runs]  # As each member's own settings say.
-    assert [[type(layer).__name__ for layer in net.layers[1:3]] for net in rebuilt] == [
-        ["Conv2D", "BatchNormalization"],
-        ["Deskew", "NormaliseWidth"],
-    ]
-    assert rebuilt[1].layers[2].width == 14.0
+    assert [any(isinstance(layer, model.Deskew) for layer in net.layers) for net in rebuilt] == [False, True]
     members = [net(images, training=False).numpy() for net in rebuilt]
     assert not np.allclose(members[0], members[1], atol=1e-3)  # Two seeds, two different CNNs.
     served = export.signatures[features.IMAGES_SIGNATURE](**{features.IMAGES_INPUT: tf.constant(pixels)})
@@ -329,15 +297,12 @@ def test_an_ensemble_exports_the_average_of_its_cnns(smoke_run, served_model, tm
 
 def test_ensemble_members_have_their_own_seed_and_settings():
     wider = Augmentation(rotation_degrees=15.0)
-    members = (Member(augmentation=wider, width=12.0), Member(learning_rate=3e-3, deskew=True))
+    members = (Member(augmentation=wider), Member(learning_rate=3e-3, deskew=True))
     config = TrainerConfig(epochs=2, learning_rate=1e-3, seed=5, ensemble=3, members=members)
-    own = [
-        (m.seed, m.learning_rate, m.augmentation, m.deskew, m.width, m.members) for m in map(config.member, range(3))
-    ]
-    assert own == [
-        (5, 1e-3, wider, False, 12.0, ()),
-        (6, 3e-3, DIGIT_AUGMENTATION, True, 0.0, ()),
-        (7, 1e-3, DIGIT_AUGMENTATION, False, 0.0, ()),  # Past the members' settings: the ensemble's own.
+    assert [(m.seed, m.learning_rate, m.augmentation, m.deskew, m.members) for m in map(config.member, range(3))] == [
+        (5, 1e-3, wider, False, ()),
+        (6, 3e-3, DIGIT_AUGMENTATION, True, ()),
+        (7, 1e-3, DIGIT_AUGMENTATION, False, ()),  # Past the members' settings: the ensemble's own.
     ]
     assert TrainerConfig.from_custom_config(json.loads(json.dumps(config.as_custom_config()))) == config
     ensemble = configs.PROFILES["ensemble"].trainer
