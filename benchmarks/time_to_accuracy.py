@@ -86,7 +86,7 @@ def _worker(
     import tf_keras
 
     from models.config import NOTEBOOK_AUGMENTATION, PLATEAU, resolve_precision
-    from models.model import batches, callbacks, learning_rate, member_model
+    from models.model import batches, build_model, callbacks, learning_rate
 
     tf.random.set_seed(seed)
     notebook = variant in (NOTEBOOK, NOTEBOOK_BF16)
@@ -99,7 +99,7 @@ def _worker(
         config = pipeline_config(variant, epochs, seed)
         precision = resolve_precision(config.precision)
     steps = math.ceil(len(data["train_labels"]) / config.batch_size)
-    model = member_model(config, learning_rate(config, steps), precision)
+    model = build_model(learning_rate(config, steps), precision, deskew=config.deskew)
     train, validation = (data["train_images"], data["train_labels"]), (data["eval_images"], data["eval_labels"])
     if notebook:
         train_data = training.notebook_batches(*train, config.batch_size, seed)

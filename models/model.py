@@ -150,20 +150,15 @@ def build_model(
     return model
 
 
-def member_model(config: TrainerConfig, rate: LearningRate, precision: str, name: str = "digits_cnn") -> keras.Model:
-    """The CNN as `config` builds it: deskewing in front if it says so."""
-    return build_model(rate, precision, name=name, deskew=config.deskew)
-
-
 def trained_model(run_dir: str) -> keras.Model:
     """The CNN in float32 with the weights a Trainer run exported (for the report's feature maps and the
     TFLite export; the served model is the SavedModel), built as its `MEMBER_CONFIG` says."""
     settings = os.path.join(run_dir, MEMBER_CONFIG)
-    config = TrainerConfig(epochs=1)  # Runs from before the file: the plain CNN.
+    deskew = False
     if tf.io.gfile.exists(settings):
         with tf.io.gfile.GFile(settings) as f:
-            config = TrainerConfig.from_custom_config(json.load(f))
-    model = member_model(config, rate=1e-3, precision="float32")
+            deskew = TrainerConfig.from_custom_config(json.load(f)).deskew
+    model = build_model(learning_rate=1e-3, deskew=deskew)
     model.load_weights(os.path.join(run_dir, EXPORTED_WEIGHTS)).expect_partial()
     return model
 
@@ -482,7 +477,7 @@ def train_member(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
     )
     with strategy.scope():
-        model = member_model(config, learning_rate(config, steps), precision, name)
+        model = build_model(learning_rate(config, steps), precision, name=name, deskew=config.deskew)
         if fn_args.base_model is not None:  # Warm start asked for (the Trainer got a base model).
             if config.ensemble > 1:
                 logging.info("Warm start: not for an ensemble's members, training %s from scratch", name)
@@ -523,6 +518,6 @@ def train_member(
         # together, as batch norm's statistics are reduced across replicas) go into a plain copy.
         weights = model.get_weights()
         # For serving only: the rate is not used.
-        model = member_model(config, config.learning_rate, precision, name)
+        model = build_model(config.learning_rate, precision, name=name, deskew=config.deskew)
         model.set_weights(weights)
     return model
