@@ -206,7 +206,7 @@ def make_dataset(
     seed: int = DEFAULT_SEED,
 ) -> tf.data.Dataset:
     """Transformed examples -> (images, labels) batches, cached in memory; for training, reshuffled
-    every epoch and augmented. One pass per Keras epoch, so no step count needs to be known."""
+    every epoch and augmented. One pass over the files."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(batch_size=1024, num_epochs=1, shuffle=False, label_key=LABEL_XF),
@@ -264,8 +264,11 @@ class EpochLog(keras.callbacks.Callback):
         self._live = self._stream.isatty()
         self._epoch = self._step = 0
         self._steps: Optional[int] = None
-        """Steps per epoch, known once an epoch has ended (tf.data does not know it beforehand)."""
+        """Steps per epoch: from `fit` when it knows them, else once an epoch has ended."""
         self._started = self._shown = 0.0
+
+    def on_train_begin(self, logs: Optional[Dict[str, float]] = None) -> None:
+        self._steps = self.params.get("steps")
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
         self._epoch, self._step = epoch, 0
@@ -412,13 +415,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     scratch = None if worker.chief else tempfile.mkdtemp(prefix=f"worker-{worker.index}-")
     run_dir = fn_args.model_run_dir if scratch is None else os.path.join(scratch, "run")
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    steps = config.steps_per_epoch or 0
-    if config.schedule != PLATEAU and not steps:  # A schedule per step needs the epoch's length.
-        plain = make_dataset(
-            fn_args.train_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
-        )
-        steps = int(plain.reduce(0, lambda count, _: count + 1))
-        logging.info("Learning rate: %s schedule over %d epochs of %d steps", config.schedule, config.epochs, steps)
+    steps = config.steps_per_epoch or epoch_steps(fn_args, tf_transform_output, config.batch_size)
+    logging.info("Epochs of %d steps (learning rate: %s)", steps, config.schedule)
     if config.ensemble > 1:
         logging.info("Ensemble: %d CNNs, seeds %d-%d", config.ensemble, config.seed, config.seed + config.ensemble - 1)
     members = [
@@ -448,6 +446,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         class_names=config.class_names,
     )
     logging.info("Model exported to %s", fn_args.serving_model_dir)
+
+
+def epoch_steps(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput, batch_size: int) -> int:
+    """Batches in one pass over `train`: the same on every worker (each reads all of it here, and in
+    training every worker gets its share of each batch), so that they take their steps together."""
+    plain = make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size, training=False)
+    return int(plain.reduce(0, lambda count, _: count + 1))
 
 
 def train_member(
@@ -505,11 +510,14 @@ def train_member(
         config.precision,
         run_dir,
     )
+    # One input iterator for the whole training: with one per epoch (Keras' way when it does not know
+    # the epoch's length), the Trainer sat idle for ~20 s at the start of about half its epochs, waiting
+    # for the new iterator over TFXIO's reader (py-spy, /proc/stat; BENCHMARKS.md, session 19).
     model.fit(
-        train,
+        train.repeat(),
         validation_data=evaluation,
         epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
+        steps_per_epoch=steps,
         callbacks=callbacks(config, run_dir),
         verbose=0,
     )

@@ -219,21 +219,25 @@ class _Terminal(io.StringIO):
         return self.interactive
 
 
-@pytest.mark.parametrize("interactive", [True, False])
-def test_training_progress_is_a_live_bar_only_on_a_terminal(interactive):
-    """Steps, images per second, time left once an epoch's length is known, and the loss; one line per
-    epoch (through the log) either way."""
+@pytest.mark.parametrize("interactive,steps_known", [(True, True), (True, False), (False, True)])
+def test_training_progress_is_a_live_bar_only_on_a_terminal(interactive, steps_known):
+    """Steps, images per second, time left once an epoch's length is known (from `fit`, or after the
+    first epoch), and the loss; one line per epoch (through the log) either way."""
     stream = _Terminal(interactive)
     net = model.build_model(1e-3)
     x, y = np.zeros((96, 28, 28, 1), np.float32), np.arange(96) % 10
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    if not steps_known:
+        data = data.filter(lambda *_: True)  # Of unknown length, as TFXIO's datasets are.
     progress = model.EpochLog(epochs=2, batch_size=8, stream=stream)
     progress.REFRESH_SECONDS = 0.0
-    net.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[progress])
+    net.fit(data, epochs=2, verbose=0, callbacks=[progress])
     written = stream.getvalue()
     if not interactive:
         assert written == ""
         return
-    assert "Epoch 1/2 12 steps, " in written and " images/s, loss " in written
+    first = "Epoch 1/2 [####################] 12/12 steps, " if steps_known else "Epoch 1/2 12 steps, "
+    assert first in written and " images/s, " in written and ", loss " in written
     assert "Epoch 2/2 [####################] 12/12 steps, " in written and " s left, loss " in written
     assert written.endswith("\r\033[K")  # The last bar is cleared for the epoch's line.
 
