@@ -234,6 +234,11 @@ def batches(
     # workers); a single worker is unaffected.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # No autotuning: its thread sleeps in periods that double up to 60 s, and an iterator's end waits
+    # for it, so the end of each `fit` (and before one iterator served all epochs, of each epoch) sat
+    # idle for up to a minute (BENCHMARKS.md, session 20). The parallel map and the prefetch keep
+    # tf.data's defaults for AUTOTUNE.
+    options.autotune.enabled = False
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
