@@ -219,6 +219,16 @@ class _Terminal(io.StringIO):
         return self.interactive
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_input_batches_are_not_autotuned(training):
+    """tf.data's autotuning thread sleeps up to a minute at a time and an iterator's end waits for it:
+    the Trainer sat idle that long at the end of `fit` (BENCHMARKS.md, session 20)."""
+    x, y = np.zeros((20, 28, 28, 1), np.float32), np.arange(20) % 10
+    data = model.batches(tf.data.Dataset.from_tensor_slices((x, y)), 8, training)
+    assert data.options().autotune.enabled is False
+    assert [len(labels) for _, labels in data] == [8, 8, 4]
+
+
 @pytest.mark.parametrize("interactive,steps_known", [(True, True), (True, False), (False, True)])
 def test_training_progress_is_a_live_bar_only_on_a_terminal(interactive, steps_known):
     """Steps, images per second, time left once an epoch's length is known (from `fit`, or after the
