@@ -108,7 +108,7 @@ class TrainerConfig:
     """Straighten each picture's slant and centre its ink before the CNN (in the model, so served
     pictures get it too): a member that sees the digits another way errs on other digits."""
     steps_per_epoch: Optional[int] = None
-    """Cap on training steps per epoch (None: one pass over `train`); for quick checks and tests."""
+    """Training steps per epoch (None: one pass over `train`); fewer for quick checks and tests."""
     precision: str = AUTO_PRECISION
     strategy: str = DEFAULT_STRATEGY
     seed: int = DEFAULT_SEED
