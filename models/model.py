@@ -515,9 +515,10 @@ def train_member(
         config.precision,
         run_dir,
     )
-    # One input iterator for the whole training: with one per epoch (Keras' way when it does not know
-    # the epoch's length), the Trainer sat idle for ~20 s at the start of about half its epochs, waiting
-    # for the new iterator over TFXIO's reader (py-spy, /proc/stat; BENCHMARKS.md, session 19).
+    # One input iterator for the whole training, not one per epoch (Keras' way when it does not know
+    # the epoch's length): whatever an iterator costs to make and to end is paid once. Ending one
+    # waited on tf.data's autotuning, ~20 s at the start of about half the epochs (see `batches`;
+    # BENCHMARKS.md, sessions 19 and 20).
     model.fit(
         train.repeat(),
         validation_data=evaluation,
