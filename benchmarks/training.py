@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import time
+from types import ModuleType
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -80,30 +81,29 @@ def _model_and_data(variant: str, images: np.ndarray, labels: np.ndarray):
         )
     else:
         data = batches(examples, BATCH, training=True).repeat()
-    if variant == "pipeline-keras3":
-        import keras
-
-        return build_model(1e-3, api=keras), data
-    model = build_model(1e-3, "mixed_bfloat16" if variant == "pipeline-bf16" else "float32")
+    model = build_model(1e-3, "mixed_bfloat16" if variant == "pipeline-bf16" else "float32", api=_keras_api(variant))
     if variant == "pipeline-xla":
         model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"], jit_compile=True)
     return model, data
+
+
+def _keras_api(variant: str) -> ModuleType:
+    """The Keras a variant trains with: Keras 3 for `pipeline-keras3`, else tf_keras (the Trainer's)."""
+    if variant == "pipeline-keras3":
+        import keras
+
+        return keras
+    import tf_keras
+
+    return tf_keras
 
 
 def _step_timer(variant: str) -> Tuple[Any, Dict[str, float]]:
     """A callback timing each `fit` epoch's steps, and where it writes the seconds. Not the making of
     the epoch's input iterator nor its end, where tf.data's autotuning can hold `fit` for up to a minute
     (BENCHMARKS.md, session 20): `fit` makes an iterator per request here, the Trainer one per training."""
-    if variant == "pipeline-keras3":
-        import keras
-
-        callbacks = keras.callbacks
-    else:
-        import tf_keras
-
-        callbacks = tf_keras.callbacks
     times: Dict[str, float] = {}
-    timer = callbacks.LambdaCallback(
+    timer = _keras_api(variant).callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: times.update(started=time.perf_counter()),
         on_epoch_end=lambda epoch, logs: times.update(seconds=time.perf_counter() - times["started"]),
     )
