@@ -17,8 +17,9 @@ MNIST training digits less a random 1 in 12, held out for validation as the pipe
 Each runs in its own process and the two take turns, one epoch each, so they share the machine's good
 and bad moments. After every epoch the 10,000 test digits are scored, to stop the clock, never to
 choose anything; the training clock (epochs, validation included) stops when the target is reached
-(`--target 1` never stops it: every epoch runs, and each variant ends with the test accuracy of the
-weights the Trainer would export: the last epoch's, or with plateau halving the best `eval` epoch's).
+(`--target 1` never stops it: every epoch runs, and each variant ends with the `eval` and test accuracy
+of the weights the Trainer would export: the last epoch's, the average of the last epochs' with weight
+averaging, or with plateau halving the best `eval` epoch's).
 """
 
 import argparse
@@ -66,14 +67,12 @@ def pipeline_config(variant: str, epochs: int, seed: int) -> TrainerConfig:
     )
 
 
-def variant_name(text: str) -> str:
-    """argparse's check of a variant: a notebook's name, or a pipeline variant that `pipeline_config` takes."""
-    try:
-        if text not in (NOTEBOOK, NOTEBOOK_BF16):
-            pipeline_config(text, 1, 0)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-    return text
+def check_variants(variants: List[str], epochs: int) -> None:
+    """Each variant is a notebook's name, or a pipeline variant that `pipeline_config` takes over `epochs`;
+    the first that is not is a ValueError."""
+    for variant in variants:
+        if variant not in (NOTEBOOK, NOTEBOOK_BF16):
+            pipeline_config(variant, epochs, 0)
 
 
 def _worker(
@@ -86,7 +85,7 @@ def _worker(
     import tf_keras
 
     from models.config import NOTEBOOK_AUGMENTATION, PLATEAU, resolve_precision
-    from models.model import batches, build_model, callbacks, learning_rate
+    from models.model import batches, build_model, callbacks, learning_rate, statistics_images
 
     tf.random.set_seed(seed)
     notebook = variant in (NOTEBOOK, NOTEBOOK_BF16)
@@ -113,10 +112,11 @@ def _worker(
             seed=seed,
         )
         validation_data = batches(tf.data.Dataset.from_tensor_slices(validation), config.batch_size, training=False)
+    clean = batches(tf.data.Dataset.from_tensor_slices(train), config.batch_size, training=False)
 
-    def test_accuracy() -> float:
-        predicted = np.argmax(model.predict(data["test_images"], batch_size=500, verbose=0), axis=1)
-        return float((predicted == data["test_labels"]).mean())
+    def accuracy(split: str) -> float:
+        predicted = np.argmax(model.predict(data[f"{split}_images"], batch_size=500, verbose=0), axis=1)
+        return float((predicted == data[f"{split}_labels"]).mean())
 
     class Turns(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -125,17 +125,17 @@ def _worker(
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.started
-            accuracy = test_accuracy()
+            test = accuracy("test")
             connection.send(
                 {
                     "epoch": epoch + 1,
                     "seconds": round(seconds, 1),
-                    "test_accuracy": accuracy,
+                    "test_accuracy": test,
                     "val_accuracy": round(float(logs["val_accuracy"]), 4),
                     "val_loss": round(float(logs["val_loss"]), 4),
                 }
             )
-            if accuracy >= target:
+            if test >= target:
                 self.model.stop_training = True
 
     connection.send(workers.READY)
@@ -144,11 +144,11 @@ def _worker(
             train_data,
             validation_data=validation_data,
             epochs=min(config.epochs, max_epochs),
-            callbacks=callbacks(config, run_dir) + [Turns()],
+            callbacks=callbacks(config, run_dir, statistics_images(clean, config.batch_size)) + [Turns()],
             verbose=0,
         )
     if connection.recv() == GO:  # The weights the Trainer would export (`models.model.callbacks`).
-        connection.send({DONE: test_accuracy()})
+        connection.send({DONE: {"test": accuracy("test"), "eval": accuracy("eval")}})
 
 
 def mnist_splits() -> Dict[str, np.ndarray]:
@@ -171,12 +171,12 @@ def mnist_splits() -> Dict[str, np.ndarray]:
 
 def race(
     variants: List[str], schedule_epochs: int, max_epochs: int, target: float, seed: int
-) -> Tuple[Dict[str, List[Dict]], Dict[str, float]]:
-    """Each variant's epoch records, variants taking turns until every one has finished, and the test
-    accuracy of the weights each would export."""
+) -> Tuple[Dict[str, List[Dict]], Dict[str, Dict[str, float]]]:
+    """Each variant's epoch records, variants taking turns until every one has finished, and the `test`
+    and `eval` accuracy of the weights each would export."""
     running = workers.start(_worker, variants, mnist_splits(), schedule_epochs, max_epochs, target, seed)
     epochs: Dict[str, List[Dict]] = {variant: [] for variant in variants}
-    exported: Dict[str, float] = {}
+    exported: Dict[str, Dict[str, float]] = {}
     active = list(variants)
     try:
         while active:
@@ -184,7 +184,7 @@ def race(
                 record = workers.ask(running, variant, GO)
                 if DONE in record:
                     exported[variant] = record[DONE]
-                    print(f"{variant} exports weights of test accuracy {record[DONE]}", flush=True)
+                    print(f"{variant} exports weights of accuracy {record[DONE]}", flush=True)
                     active.remove(variant)
                     continue
                 record["cumulative_seconds"] = round(sum(e["seconds"] for e in epochs[variant]) + record["seconds"], 1)
@@ -201,8 +201,12 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument("--max-epochs", type=int, default=15)
     parser.add_argument("--epochs", type=int, default=10, help="the length of the pipeline's learning-rate schedule")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variants", nargs="+", type=variant_name, default=list(VARIANTS), help=", ".join(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help=", ".join(VARIANTS))
     args = parser.parse_args(argv)
+    try:
+        check_variants(args.variants, args.epochs)
+    except ValueError as error:
+        parser.error(f"--variants: {error}")
     epochs, exported = race(args.variants, args.epochs, args.max_epochs, args.target, args.seed)
     reached = {
         variant: next((e for e in records if e["test_accuracy"] >= args.target), None)
@@ -217,7 +221,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         "epochs": epochs,
         "seconds_to_target": {v: r and r["cumulative_seconds"] for v, r in reached.items()},
         "epochs_to_target": {v: r and r["epoch"] for v, r in reached.items()},
-        "exported_test_accuracy": exported,
+        "exported_accuracy": exported,
     }
     print(json.dumps(result, indent=2))
     return result
