@@ -34,21 +34,39 @@ def _scores(net, digits) -> Dict[str, float]:
     return {"clean": accuracy(digits.pixels), **perturbed}
 
 
+def refresh_statistics(net, pixels: np.ndarray) -> None:
+    """Sets every batch-norm layer's moving mean and variance, first layer first, to those of its
+    inputs on `pixels` in inference (dropout off, earlier layers already refreshed)."""
+    import tf_keras as keras
+
+    images = mnist.scaled(pixels.astype(np.float32))
+    for layer in net.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        feeding = keras.Model(net.input, layer.input)
+        channels = layer.moving_mean.shape[0]
+        total, squares, count = np.zeros(channels), np.zeros(channels), 0
+        for start in range(0, len(images), BATCH):
+            inputs = feeding(images[start : start + BATCH], training=False).numpy().astype(np.float64)
+            flat = inputs.reshape(-1, channels)
+            total, squares, count = total + flat.sum(axis=0), squares + (flat**2).sum(axis=0), count + len(flat)
+        mean = total / count
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign((squares / count - mean**2).astype(np.float32))
+
+
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     runs.add_output_flag(parser)
     parser.add_argument("--train-digits", type=int, default=20_000, help="clean `train` digits to measure on")
     args = parser.parse_args(argv)
     run = runs.evaluated_run(args.output)
-    import tensorflow as tf
-
-    from models.model import refresh_batch_norm, trained_model
+    from models.model import trained_model
 
     splits = runs.eval_and_test(run)
     net = trained_model(run.trainer_logs)
     as_trained = {split: _scores(net, digits) for split, digits in splits.items()}
-    train = read_split(run.examples_uri, features.TRAIN_SPLIT, args.train_digits).pixels
-    refresh_batch_norm(net, tf.data.Dataset.from_tensor_slices(mnist.scaled(train.astype(np.float32))).batch(BATCH))
+    refresh_statistics(net, read_split(run.examples_uri, features.TRAIN_SPLIT, args.train_digits).pixels)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "run": run.run_id,

@@ -18,8 +18,7 @@ Each runs in its own process and the two take turns, one epoch each, so they sha
 and bad moments. After every epoch the 10,000 test digits are scored, to stop the clock, never to
 choose anything; the training clock (epochs, validation included) stops when the target is reached
 (`--target 1` never stops it: every epoch runs, and each variant ends with the `eval` and test accuracy
-of the weights the Trainer would export: the last epoch's, the average of the last epochs' with weight
-averaging, or with plateau halving the best `eval` epoch's).
+of the weights the Trainer would export: the last epoch's, or with plateau halving the best `eval` epoch's).
 """
 
 import argparse
@@ -67,12 +66,14 @@ def pipeline_config(variant: str, epochs: int, seed: int) -> TrainerConfig:
     )
 
 
-def check_variants(variants: List[str], epochs: int) -> None:
-    """Each variant is a notebook's name, or a pipeline variant that `pipeline_config` takes over `epochs`;
-    the first that is not is a ValueError."""
-    for variant in variants:
-        if variant not in (NOTEBOOK, NOTEBOOK_BF16):
-            pipeline_config(variant, epochs, 0)
+def variant_name(text: str) -> str:
+    """argparse's check of a variant: a notebook's name, or a pipeline variant that `pipeline_config` takes."""
+    try:
+        if text not in (NOTEBOOK, NOTEBOOK_BF16):
+            pipeline_config(text, 1, 0)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return text
 
 
 def _worker(
@@ -85,7 +86,7 @@ def _worker(
     import tf_keras
 
     from models.config import NOTEBOOK_AUGMENTATION, PLATEAU, resolve_precision
-    from models.model import batches, build_model, callbacks, learning_rate, statistics_images
+    from models.model import batches, build_model, callbacks, learning_rate
 
     tf.random.set_seed(seed)
     notebook = variant in (NOTEBOOK, NOTEBOOK_BF16)
@@ -112,7 +113,6 @@ def _worker(
             seed=seed,
         )
         validation_data = batches(tf.data.Dataset.from_tensor_slices(validation), config.batch_size, training=False)
-    clean = batches(tf.data.Dataset.from_tensor_slices(train), config.batch_size, training=False)
 
     def accuracy(split: str) -> float:
         predicted = np.argmax(model.predict(data[f"{split}_images"], batch_size=500, verbose=0), axis=1)
@@ -144,7 +144,7 @@ def _worker(
             train_data,
             validation_data=validation_data,
             epochs=min(config.epochs, max_epochs),
-            callbacks=callbacks(config, run_dir, statistics_images(clean, config.batch_size)) + [Turns()],
+            callbacks=callbacks(config, run_dir) + [Turns()],
             verbose=0,
         )
     if connection.recv() == GO:  # The weights the Trainer would export (`models.model.callbacks`).
@@ -201,12 +201,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument("--max-epochs", type=int, default=15)
     parser.add_argument("--epochs", type=int, default=10, help="the length of the pipeline's learning-rate schedule")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help=", ".join(VARIANTS))
+    parser.add_argument("--variants", nargs="+", type=variant_name, default=list(VARIANTS), help=", ".join(VARIANTS))
     args = parser.parse_args(argv)
-    try:
-        check_variants(args.variants, args.epochs)
-    except ValueError as error:
-        parser.error(f"--variants: {error}")
     epochs, exported = race(args.variants, args.epochs, args.max_epochs, args.target, args.seed)
     reached = {
         variant: next((e for e in records if e["test_accuracy"] >= args.target), None)

@@ -96,11 +96,6 @@ class TrainerConfig:
     schedule: str = PLATEAU
     warmup_epochs: float = 1.0
     """`cosine`: epochs over which the rate climbs linearly from a tenth of the peak to the peak."""
-    averaged_epochs: int = 0
-    """`cosine`: stochastic weight averaging (Izmailov et al., 2018) over this many last epochs. The half
-    cosine ends at `averaged_rate` times the peak before them and the rate stays there; the weights
-    exported are the average of their ends, with batch norm's statistics measured again for them."""
-    averaged_rate: float = 0.1
     early_stopping_patience: int = 6
     """`plateau`: epochs without a better `eval` score before training stops (`cosine` runs them all)."""
     reduce_lr_patience: int = 3
@@ -132,10 +127,6 @@ class TrainerConfig:
             raise ValueError(f"Unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown learning-rate schedule {self.schedule!r}: expected {' or '.join(SCHEDULES)}")
-        if self.averaged_epochs and (self.schedule != COSINE or not 0 < self.averaged_epochs < self.epochs):
-            raise ValueError(
-                f"Weight averaging over {self.averaged_epochs} epochs: expected a {COSINE} schedule longer than that"
-            )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown training strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
         if len(self.class_names) != features.NUM_CLASSES:

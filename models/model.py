@@ -38,22 +38,18 @@ EXPORTED_WEIGHTS = "checkpoints/exported"
 MEMBER_CONFIG = "trainer_config.json"
 """The settings a CNN trained with, beside its weights, so that it can be rebuilt to load them."""
 METRICS_CSV = "metrics.csv"
-STATISTICS_IMAGES = 20_000
-"""Clean training pictures on which batch norm's statistics are measured for averaged weights."""
 LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
 
 
 def learning_rate(config: TrainerConfig, steps_per_epoch: int) -> LearningRate:
     """The optimizer's learning rate: a number that `plateau`'s callback lowers, or `cosine`'s schedule
-    per step (linear warmup from a tenth of the peak, then a half cosine down to zero at the end, or with
-    weight averaging down to `averaged_rate` of the peak before the averaged epochs, and flat after)."""
+    per step (linear warmup from a tenth of the peak, then a half cosine down to zero at the end)."""
     if config.schedule == PLATEAU:
         return config.learning_rate
     warmup = round(config.warmup_epochs * steps_per_epoch)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 10,
-        decay_steps=max((config.epochs - config.averaged_epochs) * steps_per_epoch - warmup, 1),
-        alpha=config.averaged_rate if config.averaged_epochs else 0.0,
+        decay_steps=max(config.epochs * steps_per_epoch - warmup, 1),
         warmup_target=config.learning_rate,
         warmup_steps=warmup,
     )
@@ -246,11 +242,6 @@ def batches(
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def statistics_images(clean: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """The first `STATISTICS_IMAGES` pictures of clean (image, label) batches, to measure batch norm on."""
-    return clean.map(lambda images, labels: images).take(math.ceil(STATISTICS_IMAGES / batch_size))
-
-
 def strategy_for(name: str) -> tf.distribute.Strategy:
     """`mirrored` replicates over every GPU, or over every logical CPU device when there is none."""
     if name == "default":
@@ -327,54 +318,7 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
-def refresh_batch_norm(net: keras.Model, images: tf.data.Dataset) -> None:
-    """Sets every batch-norm layer's moving mean and variance, first layer first, to those of its inputs
-    on `images` (batches) in inference (dropout off, earlier layers already refreshed)."""
-    for layer in net.layers:
-        if not isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        feeding = keras.Model(net.input, layer.input)
-        channels = layer.moving_mean.shape[0]
-        total, squares, count = np.zeros(channels), np.zeros(channels), 0
-        for batch in images:
-            flat = tf.cast(feeding(batch, training=False), tf.float64).numpy().reshape(-1, channels)
-            total, squares, count = total + flat.sum(axis=0), squares + (flat**2).sum(axis=0), count + len(flat)
-        mean = total / count
-        layer.moving_mean.assign(mean.astype(np.float32))
-        layer.moving_variance.assign((squares / count - mean**2).astype(np.float32))
-
-
-class AveragedEpochs(keras.callbacks.Callback):
-    """Stochastic weight averaging: the running average of the weights at the ends of the last `count`
-    epochs. When training ends the model takes it, with batch norm's statistics measured again on
-    `statistics` (clean training pictures, as served: the average is none of the models whose statistics
-    Keras kept), and it is saved where the exported weights go."""
-
-    def __init__(self, epochs: int, count: int, statistics: tf.data.Dataset, checkpoint: str):
-        super().__init__()
-        self._first, self._statistics, self._checkpoint = epochs - count, statistics, checkpoint
-        self._average: List[np.ndarray] = []
-        self._count = 0
-
-    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
-        if epoch < self._first:
-            return
-        self._count += 1
-        weights = self.model.get_weights()
-        self._average = [a + (w - a) / self._count for a, w in zip(self._average or weights, weights)]
-
-    def on_train_end(self, logs: Optional[Dict[str, float]] = None) -> None:
-        if not self._count:
-            return
-        self.model.set_weights(self._average)
-        refresh_batch_norm(self.model, self._statistics)
-        self.model.save_weights(self._checkpoint)
-        logging.info("Exporting the average of the last %d epochs' weights (batch norm measured again)", self._count)
-
-
-def callbacks(
-    config: TrainerConfig, run_dir: str, statistics: Optional[tf.data.Dataset] = None
-) -> List[keras.callbacks.Callback]:
+def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callback]:
     """Progress, logs, and the checkpoint of the weights that get exported.
 
     `plateau` (the notebook's way) lowers the rate and stops when `eval` accuracy stalls, and exports its
@@ -382,8 +326,7 @@ def callbacks(
     on `eval`'s 5,000 digits the late epochs are within noise of each other (one digit is 0.02 points),
     so a best-on-`eval` pick among them is mostly noise, and it picked epochs from the middle of the
     schedule, still at a high rate (and early stopping stopped runs there; BENCHMARKS.md, sessions 6 and
-    10). With weight averaging, the average of the last epochs is exported instead, with batch norm
-    measured again on `statistics`. Every worker keeps the same weights, when there are several."""
+    10). Every worker keeps the same weights, when there are several."""
     logs = [
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
         keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
@@ -391,12 +334,7 @@ def callbacks(
     ]
     checkpoint = os.path.join(run_dir, EXPORTED_WEIGHTS)
     if config.schedule != PLATEAU:  # Saved after every epoch: the last one's stay.
-        saved = [keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True)]
-        if config.averaged_epochs:
-            if statistics is None:
-                raise ValueError("Weight averaging needs training pictures to measure batch norm's statistics on")
-            saved.append(AveragedEpochs(config.epochs, config.averaged_epochs, statistics, checkpoint))
-        return [*saved, *logs]
+        return [keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True), *logs]
     monitor = "val_accuracy"
     return [
         keras.callbacks.ReduceLROnPlateau(
@@ -548,12 +486,6 @@ def train_member(
     evaluation = make_dataset(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
     )
-    statistics = None
-    if config.averaged_epochs:
-        clean = make_dataset(
-            fn_args.train_files, fn_args.data_accessor, tf_transform_output, config.batch_size, training=False
-        )
-        statistics = statistics_images(clean, config.batch_size)
     with strategy.scope():
         model = build_model(learning_rate(config, steps), precision, name=name, deskew=config.deskew)
         if fn_args.base_model is not None:  # Warm start asked for (the Trainer got a base model).
@@ -592,7 +524,7 @@ def train_member(
         validation_data=evaluation,
         epochs=config.epochs,
         steps_per_epoch=steps,
-        callbacks=callbacks(config, run_dir, statistics),
+        callbacks=callbacks(config, run_dir),
         verbose=0,
     )
     if strategy is not tf.distribute.get_strategy():

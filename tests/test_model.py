@@ -199,66 +199,6 @@ def test_a_cosine_schedule_keeps_and_checkpoints_its_last_epoch(tmp_path):
         assert all(np.array_equal(k, w) for k, w in zip(kept, last))
 
 
-def test_batch_norm_statistics_refreshed_standardize_each_layers_inputs():
-    net = model.build_model(1e-3)
-    images = np.random.default_rng(0).random((600, 28, 28, 1)).astype(np.float32)
-    model.refresh_batch_norm(net, tf.data.Dataset.from_tensor_slices(images).batch(128))
-    norms = [layer for layer in net.layers if isinstance(layer, model.keras.layers.BatchNormalization)]
-    assert len(norms) == 5
-    for layer in norms:  # In inference each layer's outputs now have mean beta (0) and variance gamma^2 (1)
-        out = model.keras.Model(net.input, layer.output)(images, training=False).numpy()
-        flat = out.reshape(-1, out.shape[-1])
-        variance = layer.moving_variance.numpy()  # (shrunk by the epsilon that keeps the division safe).
-        np.testing.assert_allclose(flat.mean(axis=0), 0.0, atol=1e-2)
-        np.testing.assert_allclose(flat.var(axis=0), variance / (variance + layer.epsilon), rtol=2e-2, atol=1e-3)
-
-
-def test_weight_averaging_holds_the_rate_over_the_averaged_epochs():
-    config = TrainerConfig(epochs=5, learning_rate=1e-3, schedule="cosine", averaged_epochs=2, averaged_rate=0.1)
-    rate = model.learning_rate(config, steps_per_epoch=100)
-    at = [float(rate(step)) for step in (0, 100, 200, 300, 400, 500)]
-    assert at[0] == pytest.approx(1e-4) and at[1] == pytest.approx(1e-3) and at[2] == pytest.approx(5.5e-4)
-    assert at[3:] == pytest.approx([1e-4] * 3)  # The cosine's end, held over the two averaged epochs.
-    for bad in (dict(schedule="plateau"), dict(averaged_epochs=5), dict(averaged_epochs=-1)):
-        with pytest.raises(ValueError, match="Weight averaging over"):
-            TrainerConfig(**{**dataclasses.asdict(config), **bad})
-    with pytest.raises(ValueError, match="training pictures"):
-        model.callbacks(config, "/tmp/unused")
-
-
-def test_weight_averaging_exports_the_average_of_the_last_epochs(tmp_path):
-    """The weights kept, in the model and in the checkpoint, are the mean of the last two epochs' ends,
-    and batch norm's statistics are those of the averaged CNN on the clean pictures given."""
-    config = TrainerConfig(epochs=4, batch_size=16, schedule="cosine", precision="float32", averaged_epochs=2)
-    net = model.build_model(model.learning_rate(config, steps_per_epoch=4))
-    x = np.random.RandomState(0).rand(64, 28, 28, 1).astype("float32")
-    ends: list = []
-
-    class EpochEnds(model.keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            ends.append([np.array(w) for w in self.model.get_weights()])
-
-    statistics = tf.data.Dataset.from_tensor_slices(x).batch(16)
-    net.fit(
-        x,
-        np.arange(64) % 10,
-        batch_size=16,
-        epochs=config.epochs,
-        callbacks=[EpochEnds(), *model.callbacks(config, str(tmp_path), statistics)],
-        verbose=0,
-    )
-    assert len(ends) == 4 and not all(np.array_equal(a, b) for a, b in zip(ends[2], ends[3]))
-    expected = model.build_model(1e-3)
-    expected.set_weights([(a + b) / 2 for a, b in zip(ends[2], ends[3])])
-    model.refresh_batch_norm(expected, statistics)
-    for kept in (net.get_weights(), model.trained_model(str(tmp_path)).get_weights()):
-        for k, w in zip(kept, expected.get_weights()):
-            np.testing.assert_allclose(k, w, rtol=1e-5, atol=1e-6)
-    first_norm = next(layer for layer in net.layers if isinstance(layer, model.keras.layers.BatchNormalization))
-    where = [w.name for w in net.weights].index(first_norm.moving_mean.name)
-    assert not np.allclose(first_norm.moving_mean.numpy(), (ends[2][where] + ends[3][where]) / 2)
-
-
 @pytest.mark.parametrize("flip", [False, True])
 def test_mirroring_is_a_setting_for_clothes_never_digits(flip):
     tf.random.set_seed(3)
