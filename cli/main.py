@@ -207,6 +207,7 @@ def _resolved_settings(args: argparse.Namespace) -> configs.Settings:
         precision=args.precision,
         strategy=args.strategy,
         seed=args.seed,
+        test_time_rotation=args.test_time_rotation,
         model_name=args.model_name,
         labels_file=args.labels,
         warm_start=args.warm_start,
@@ -259,6 +260,15 @@ def _pipeline_flags() -> argparse.ArgumentParser:
         default=None,
         help="the CNN's dtype policy; auto (the default): bfloat16 where the CPU computes it "
         "natively (AVX512_BF16, AMX), float32 elsewhere",
+    )
+    shared.add_argument(
+        "--test-time-rotation",
+        type=float,
+        default=None,
+        metavar="DEGREES",
+        help="the exported model reads each picture as it is and turned by +-DEGREES, and averages the "
+        f"answers (default: the profile's, {configs.TEST_TIME_ROTATION:g} for digits; 0 reads it once, for a "
+        "third of the inference)",
     )
     shared.add_argument("--min-accuracy", type=float, default=None, help="override the profile's accuracy bar")
     shared.add_argument(

@@ -107,6 +107,10 @@ class TrainerConfig:
     deskew: bool = False
     """Straighten each picture's slant and centre its ink before the CNN (in the model, so served
     pictures get it too): a member that sees the digits another way errs on other digits."""
+    test_time_rotation: float = 0.0
+    """Degrees: the exported model reads each picture as it is and turned by + and - this many, and
+    averages its three answers (`models.export.turned_reading`); 0 reads it once. Training and its
+    `eval` scores are the CNN's own."""
     steps_per_epoch: Optional[int] = None
     """Training steps per epoch (None: one pass over `train`); fewer for quick checks and tests."""
     precision: str = AUTO_PRECISION

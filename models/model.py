@@ -18,7 +18,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features
+from models import features, geometry
 from models.config import (
     DEFAULT_SEED,
     DIGIT_AUGMENTATION,
@@ -90,23 +90,7 @@ class Deskew(keras.layers.Layer):
         skew = tf.where(variance > 1e-6, tf.clip_by_value(covariance / tf.maximum(variance, 1e-6), -1.0, 1.0), 0.0)
         # Output pixel (x, y) samples the input at (col + (x - c) + skew (y - c), row + (y - c)).
         ones, zeros = tf.ones_like(skew), tf.zeros_like(skew)
-        return resample(ink[..., None], [ones, skew, col - centre - skew * centre, zeros, ones, row - centre])
-
-
-def resample(images: tf.Tensor, affine: List[tf.Tensor]) -> tf.Tensor:
-    """Each picture resampled through its own affine map: `affine` is (a0, a1, a2, b0, b1, b2), one value
-    per picture each, and output pixel (x, y) samples the input at (a0 x + a1 y + a2, b0 x + b1 y + b2),
-    bilinearly, with black outside the picture."""
-    zeros = tf.zeros_like(affine[0])
-    moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=tf.stack([*affine, zeros, zeros], axis=1),
-        output_shape=tf.shape(images)[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
-    return tf.ensure_shape(moved, images.shape)  # The op's own shape is unknown: layers after it need it.
+        return geometry.resample(ink[..., None], [ones, skew, col - centre - skew * centre, zeros, ones, row - centre])
 
 
 def build_model(
@@ -182,14 +166,7 @@ def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) 
     shift_x, shift_y = uniform(augmentation.shift * size), uniform(augmentation.shift * size)
     if augmentation.flip:  # A mirror is a zoom of -1 along x.
         zoom_x = zoom_x * tf.where(tf.random.uniform([batch]) < 0.5, -1.0, 1.0)
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    # Maps each output pixel to the input pixel it samples: rotate and scale about the centre, shift.
-    a0, a1 = cos / zoom_x, -sin / zoom_y
-    b0, b1 = sin / zoom_x, cos / zoom_y
-    centre = (size - 1.0) / 2.0
-    a2 = centre - a0 * centre - a1 * centre - shift_x
-    b2 = centre - b0 * centre - b1 * centre - shift_y
-    moved = resample(images, [a0, a1, a2, b0, b1, b2])
+    moved = geometry.moved(images, angle, zoom_x, zoom_y, shift_x, shift_y)
     if not augmentation.noise:
         return moved
     sigma = tf.random.uniform([batch, 1, 1, 1], 0.0, augmentation.noise / features.MAX_PIXEL)
@@ -449,8 +426,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         fn_args.serving_model_dir,
         PixelDomain.from_schema(fn_args.schema_path),
         class_names=config.class_names,
+        test_time_rotation=config.test_time_rotation,
     )
-    logging.info("Model exported to %s", fn_args.serving_model_dir)
+    turned = f", each picture read as it is and turned by +-{config.test_time_rotation:g} degrees"
+    logging.info("Model exported to %s%s", fn_args.serving_model_dir, turned if config.test_time_rotation else "")
 
 
 def epoch_steps(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput, batch_size: int) -> int:

@@ -11,7 +11,7 @@ from typing import Callable, Dict
 import numpy as np
 import tensorflow as tf
 
-from models import features
+from models import features, geometry
 
 ROTATION_DEGREES = 15.0
 SHIFT_PIXELS = 3
@@ -27,20 +27,10 @@ SEED = 20261201
 
 def _affine(pixels: np.ndarray, angles: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Each 28x28 picture turned by its angle (radians) about the centre and moved by its (dx, dy)."""
-    size = float(features.IMAGE_SIZE)
-    centre = (size - 1.0) / 2.0
-    cos, sin = np.cos(angles), np.sin(angles)
-    a2 = centre - cos * centre + sin * centre - shifts[:, 0]
-    b2 = centre - sin * centre - cos * centre - shifts[:, 1]
-    zeros = np.zeros_like(angles)
-    transforms = np.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1).astype(np.float32)
-    moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.constant(pixels[..., None], tf.float32),
-        transforms=tf.constant(transforms),
-        output_shape=tf.constant([features.IMAGE_SIZE, features.IMAGE_SIZE]),
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
+    ones = np.ones(len(pixels), np.float32)
+    images = tf.constant(pixels[..., None], tf.float32)
+    moved = geometry.moved(
+        images, *(tf.constant(v, tf.float32) for v in (angles, ones, ones, shifts[:, 0], shifts[:, 1]))
     )
     return moved.numpy()[..., 0]
 

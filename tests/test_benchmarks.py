@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from benchmarks import mnist, overhead, positions, tflite, time_to_accuracy, tracing, training
+from benchmarks import mnist, overhead, positions, tflite, time_to_accuracy, tracing, training, turned_reading
 from benchmarks import serving as serving_benchmark
 from cli.logs import setup_logging
 from models import features, robustness
@@ -209,3 +209,25 @@ def test_batch_norm_benchmark_scores_both_ways(smoke_output):
             assert set(result[way][split]) == {"clean", *robustness.PERTURBATIONS}
     # The float32 rebuild scores the test split as the exported model did (TFMA, bfloat16).
     assert abs(result["as_trained"][features.TEST_SPLIT]["clean"] - result["export_test_accuracy"]) < 0.02
+
+
+def test_a_turned_reading_averages_three_and_gains_count_cnns():
+    seen = {0.0: np.array([[0.6, 0.4]]), 6.0: np.array([[0.1, 0.9]]), -6.0: np.array([[0.2, 0.8]])}
+    np.testing.assert_allclose(turned_reading.read(seen, 0.0), [[0.6, 0.4]])
+    np.testing.assert_allclose(turned_reading.read(seen, 6.0), [[0.3, 0.7]])
+    assert turned_reading.gains([0.99, 0.99, 0.98], [0.995, 0.985, 0.98]) == {
+        "mean_gain_points": 0.0,
+        "gained": 1,
+        "lost": 1,
+    }
+
+
+@pytest.mark.e2e
+def test_turned_reading_benchmark_measures_what_the_export_serves(smoke_output, smoke_run):
+    result = turned_reading.main(["--output", smoke_output, "--degrees", str(configs.TEST_TIME_ROTATION), "3"])
+    (cnn,) = result["cnns"]
+    assert set(cnn[features.TEST_SPLIT]) == {0.0, configs.TEST_TIME_ROTATION, 3.0}
+    # The smoke export reads turned by TEST_TIME_ROTATION; TFMA scored it in bfloat16, this in float32.
+    assert cnn[features.TEST_SPLIT][configs.TEST_TIME_ROTATION] == pytest.approx(smoke_run[1].accuracy, abs=0.005)
+    assert result["over_all_cnns"][features.EVAL_SPLIT][3.0]["gained"] in (0, 1)
+    assert result["members_averaged"] == []

@@ -38,6 +38,9 @@ def test_profiles_and_defaults():
     fashion = configs.PROFILES["fashion"]
     assert fashion.trainer.augmentation.flip and fashion.model_name == "fashion" and fashion.min_accuracy >= 0.92
     assert settings.model_name == configs.PIPELINE_NAME == features.MODEL_NAME and settings.labels_file is None
+    # A single digit CNN's export reads each picture three times; an ensemble's and clothes' once.
+    rotations = {name: p.trainer.test_time_rotation for name, p in configs.PROFILES.items()}
+    assert rotations == {**dict.fromkeys(configs.PROFILES, configs.TEST_TIME_ROTATION), "ensemble": 0.0, "fashion": 0.0}
 
 
 @pytest.mark.parametrize("command", ["run", "compile --target kubeflow"])
@@ -51,6 +54,8 @@ def test_run_and_compile_take_the_same_training_flags(command):
         "mirrored",
         "--seed",
         "7",
+        "--test-time-rotation",
+        "0",
         "--min-accuracy",
         "0.4",
         "--data",
@@ -68,6 +73,7 @@ def test_run_and_compile_take_the_same_training_flags(command):
     assert settings.profile.name == "smoke" and settings.min_accuracy == 0.4
     assert (settings.trainer.precision, settings.trainer.strategy, settings.trainer.seed) == ("float32", "mirrored", 7)
     assert settings.trainer.epochs == configs.PROFILES["smoke"].trainer.epochs
+    assert settings.trainer.test_time_rotation == 0.0 != configs.PROFILES["smoke"].trainer.test_time_rotation
     assert (settings.data_root, settings.schema_path) == ("/d", "/s.pbtxt")
     assert settings.beam_args[-1] == "--direct_num_workers=2"
 

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from models import features
-from models.export import PixelDomain
+from models import features, geometry
+from models.export import PixelDomain, turned_reading
 from pipeline import configs
 from serving import servable
 from serving.errors import InvalidArgument
@@ -33,6 +33,23 @@ def test_pixel_domain_comes_from_the_curated_schema(tmp_path):
     (tmp_path / "none.pbtxt").write_text('feature { name: "image" type: INT }')
     with pytest.raises(ValueError, match="feature 'image' has no int_domain"):
         PixelDomain.from_schema(str(tmp_path / "none.pbtxt"))
+
+
+def _column_reader() -> tf.keras.Model:
+    """A stand-in CNN whose answer depends on where the ink is: softmax over its ten middle columns."""
+    inputs = tf.keras.Input((28, 28, 1))
+    columns = tf.keras.layers.Lambda(lambda x: tf.reduce_sum(x[..., 9:19, 0], axis=1) * 5.0)(inputs)
+    return tf.keras.Model(inputs, tf.keras.layers.Softmax()(columns))
+
+
+def test_a_turned_reading_averages_the_picture_and_its_two_turns():
+    reader = _column_reader()
+    images = tf.constant(np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)).astype(np.float32))
+    np.testing.assert_allclose(turned_reading(reader, images, 0.0).numpy(), reader(images).numpy())
+    copies = [images, geometry.turned(images, 6.0), geometry.turned(images, -6.0)]
+    expected = np.mean([reader(copy).numpy() for copy in copies], axis=0)
+    np.testing.assert_allclose(turned_reading(reader, images, 6.0).numpy(), expected, rtol=1e-6)
+    assert not np.allclose(expected, reader(images).numpy(), atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +127,21 @@ def test_warmup_file_has_a_request_per_signature_and_replays(loaded, served_mode
     )
     count, seconds = servable.replay_warmup(loaded, served_model, 1024, 1 << 20)
     assert count == 4 and seconds > 0
+
+
+@pytest.mark.e2e
+def test_the_served_model_reads_each_picture_as_it_is_and_turned(served_model, smoke_output):
+    """The smoke profile exports as `standard` does: the signatures average the CNN's answers for each
+    picture and its turns by +-TEST_TIME_ROTATION, and the saved Keras model is the CNN alone."""
+    from benchmarks import mnist
+    from tests import support
+
+    _, pixels, _ = support.pipeline_test_digits(smoke_output, 32)
+    export = tf.saved_model.load(served_model)
+    images = tf.constant(mnist.scaled(pixels))
+    copies = [geometry.turned(images, d) for d in (0.0, configs.TEST_TIME_ROTATION, -configs.TEST_TIME_ROTATION)]
+    answers = [export(copy, training=False).numpy() for copy in copies]
+    served = export.signatures[features.IMAGES_SIGNATURE](**{features.IMAGES_INPUT: tf.constant(pixels)})
+    probabilities = served[features.PROBABILITIES_OUTPUT].numpy()
+    np.testing.assert_allclose(probabilities, np.mean(answers, axis=0), atol=2e-3)  # bfloat16 where trained so
+    assert np.abs(probabilities - answers[0]).max() > 1e-2

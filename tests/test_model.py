@@ -345,7 +345,12 @@ def test_trainer_config_checks_its_choices_and_crosses_as_json():
         TrainerConfig(epochs=1, precision="float16")
     with pytest.raises(ValueError, match="Unknown training strategy 'tpu'"):
         TrainerConfig(epochs=1, strategy="tpu")
-    named = TrainerConfig(epochs=1, class_names=tuple("abcdefghij"), augmentation=Augmentation(0.0, 0.0, 0.05, True))
+    named = TrainerConfig(
+        epochs=1,
+        class_names=tuple("abcdefghij"),
+        augmentation=Augmentation(0.0, 0.0, 0.05, True),
+        test_time_rotation=6.0,
+    )
     assert TrainerConfig.from_custom_config(json.loads(json.dumps(named.as_custom_config()))) == named
     with pytest.raises(ValueError, match="3 class names, the CNN has 10 classes"):
         TrainerConfig(epochs=1, class_names=("a", "b", "c"))

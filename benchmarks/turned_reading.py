@@ -1,0 +1,104 @@
+"""Trained CNNs reading each digit once, and as it is and turned by +-d degrees (test-time augmentation,
+as the export does with `test_time_rotation`), on `eval` and on `test`.
+
+    .venv/bin/python -m benchmarks.turned_reading --output A [--output B ...] [--degrees 3 6 9 12]
+
+Reads every CNN of the newest evaluated run under each `--output` (an ensemble's members one by one, as
+`benchmarks.ensemble` does), rebuilt in float32 from the weights its Trainer exported; a run exported with
+a turned reading is measured the same way, since the CNN's weights are what it exported. Inference only.
+`eval` is where the number of degrees is chosen; `test` is what is reported. For each number of degrees:
+every CNN's accuracy, and over all CNNs the mean gain and how many gained and lost. A run of several
+CNNs also gets their average, read each way.
+"""
+
+import argparse
+import json
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from benchmarks import ensemble, mnist, runs
+from models import features
+from pipeline import configs
+
+Readings = Dict[float, np.ndarray]
+"""Degrees -> the CNN's probabilities for every digit turned by that many (0: as it is)."""
+
+
+def readings(run_dir: str, pixels: np.ndarray, degrees: Sequence[float]) -> Readings:
+    import tensorflow as tf
+
+    from models import geometry
+    from models.model import trained_model
+
+    cnn = trained_model(run_dir)
+    images = tf.constant(mnist.scaled(pixels.astype(np.float32)))
+    angles = [0.0, *(sign * d for d in degrees for sign in (1.0, -1.0))]
+    return {a: cnn.predict(geometry.turned(images, a), batch_size=500, verbose=0) for a in angles}
+
+
+def read(probabilities: Readings, degrees: float) -> np.ndarray:
+    """The answers read once (0 degrees) or averaged over the digit and its two turns."""
+    if not degrees:
+        return probabilities[0.0]
+    return np.mean([probabilities[0.0], probabilities[degrees], probabilities[-degrees]], axis=0)
+
+
+def gains(plain: Sequence[float], turned: Sequence[float]) -> Dict[str, float]:
+    """How reading turned changed accuracy over CNNs: mean gain in points, and how many gained or lost."""
+    change = np.asarray(turned) - np.asarray(plain)
+    return {
+        "mean_gain_points": round(float(change.mean()) * 100, 3),
+        "gained": int((change > 0).sum()),
+        "lost": int((change < 0).sum()),
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", action="append", dest="outputs", help="a pipeline output folder; repeatable")
+    parser.add_argument("--degrees", type=float, nargs="+", default=[configs.TEST_TIME_ROTATION])
+    args = parser.parse_args(argv)
+    outputs = args.outputs or [configs.OUTPUT_ROOT]
+    choices = [0.0, *args.degrees]
+    cnns, averaged = [], []
+    for output in outputs:
+        run = runs.evaluated_run(output)
+        splits = runs.eval_and_test(run)
+        members = ensemble.member_dirs(run.trainer_logs)
+        seen = {split: [readings(m, d.pixels, args.degrees) for m in members] for split, d in splits.items()}
+        for index, logs in enumerate(members):
+            scores = {
+                s: {d: ensemble.accuracy(read(seen[s][index], d), splits[s].labels) for d in choices} for s in seen
+            }
+            cnns.append({"output": output, "logs": logs, **scores})
+            print(json.dumps(cnns[-1]), flush=True)
+        if len(members) > 1:
+            averaged.append(
+                {
+                    "output": output,
+                    **{
+                        s: {
+                            d: ensemble.accuracy(np.mean([read(p, d) for p in seen[s]], axis=0), splits[s].labels)
+                            for d in choices
+                        }
+                        for s in seen
+                    },
+                }
+            )
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cnns": cnns,
+        "over_all_cnns": {
+            split: {d: gains([c[split][0.0] for c in cnns], [c[split][d] for c in cnns]) for d in args.degrees}
+            for split in (features.EVAL_SPLIT, features.TEST_SPLIT)
+        },
+        "members_averaged": averaged,
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
