@@ -51,4 +51,5 @@ def moved(
 def turned(images: tf.Tensor, degrees: float) -> tf.Tensor:
     """[n, 28, 28, 1] float pictures, all turned by the same `degrees` about their centre."""
     ones = tf.ones(tf.shape(images)[:1])
-    return moved(images, ones * math.radians(degrees), ones, ones, ones * 0.0, ones * 0.0)
+    zeros = tf.zeros_like(ones)
+    return moved(images, ones * math.radians(degrees), ones, ones, zeros, zeros)
