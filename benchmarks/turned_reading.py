@@ -22,27 +22,27 @@ from benchmarks import ensemble, mnist, runs
 from models import features
 from pipeline import configs
 
-Readings = Dict[float, np.ndarray]
-"""Degrees -> the CNN's probabilities for every digit turned by that many (0: as it is)."""
+BATCH = 500
 
 
-def readings(run_dir: str, pixels: np.ndarray, degrees: Sequence[float]) -> Readings:
+def readings(run_dir: str, pixels: np.ndarray, degrees: Sequence[float]) -> Dict[float, np.ndarray]:
+    """Degrees -> the CNN's probabilities for every digit, read as an export with that `test_time_rotation`
+    reads it (`models.export.turned_reading`; 0: once)."""
     import tensorflow as tf
 
-    from models import geometry
+    from models.export import turned_reading
     from models.model import trained_model
 
     cnn = trained_model(run_dir)
-    images = tf.constant(mnist.scaled(pixels.astype(np.float32)))
-    angles = [0.0, *(sign * d for d in degrees for sign in (1.0, -1.0))]
-    return {a: cnn.predict(geometry.turned(images, a), batch_size=500, verbose=0) for a in angles}
+    images = mnist.scaled(pixels.astype(np.float32))
+    read = tf.function(lambda batch, d: turned_reading(cnn, batch, d), reduce_retracing=True)
 
+    def probabilities(d: float) -> np.ndarray:
+        return np.concatenate(
+            [read(tf.constant(images[i : i + BATCH]), d).numpy() for i in range(0, len(images), BATCH)]
+        )
 
-def read(probabilities: Readings, degrees: float) -> np.ndarray:
-    """The answers read once (0 degrees) or averaged over the digit and its two turns."""
-    if not degrees:
-        return probabilities[0.0]
-    return np.mean([probabilities[0.0], probabilities[degrees], probabilities[-degrees]], axis=0)
+    return {d: probabilities(d) for d in (0.0, *degrees)}
 
 
 def gains(plain: Sequence[float], turned: Sequence[float]) -> Dict[str, float]:
@@ -69,9 +69,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         members = ensemble.member_dirs(run.trainer_logs)
         seen = {split: [readings(m, d.pixels, args.degrees) for m in members] for split, d in splits.items()}
         for index, logs in enumerate(members):
-            scores = {
-                s: {d: ensemble.accuracy(read(seen[s][index], d), splits[s].labels) for d in choices} for s in seen
-            }
+            scores = {s: {d: ensemble.accuracy(seen[s][index][d], splits[s].labels) for d in choices} for s in seen}
             cnns.append({"output": output, "logs": logs, **scores})
             print(json.dumps(cnns[-1]), flush=True)
         if len(members) > 1:
@@ -80,7 +78,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                     "output": output,
                     **{
                         s: {
-                            d: ensemble.accuracy(np.mean([read(p, d) for p in seen[s]], axis=0), splits[s].labels)
+                            d: ensemble.accuracy(np.mean([p[d] for p in seen[s]], axis=0), splits[s].labels)
                             for d in choices
                         }
                         for s in seen
