@@ -71,6 +71,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         "date": time.strftime("%Y-%m-%d"),
         "run": run.run_id,
         "export_test_accuracy": run.accuracy,
+        "export_cnn_test_accuracy": runs.exported_cnn_accuracy(run, splits[features.TEST_SPLIT]),
         "train_digits": args.train_digits,
         "as_trained": as_trained,
         "refreshed": {split: _scores(net, digits) for split, digits in splits.items()},

@@ -5,9 +5,12 @@ import argparse
 import dataclasses
 from typing import Dict, Optional
 
+import numpy as np
+
+from benchmarks import mnist
 from models import features
 from pipeline import configs, summary
-from reports.run_report import Digits, read_split
+from reports.run_report import Digits, read_split, serving_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,3 +39,17 @@ def evaluated_run(output: str) -> EvaluatedRun:
 
 def eval_and_test(run: EvaluatedRun) -> Dict[str, Digits]:
     return {split: read_split(run.examples_uri, split) for split in (features.EVAL_SPLIT, features.TEST_SPLIT)}
+
+
+def exported_cnn_accuracy(run: EvaluatedRun, digits: Digits, batch: int = 500) -> float:
+    """The exported CNN's own accuracy on `digits`, each read once as the saved Keras model computes it
+    (bfloat16 where it trained so): what a rebuild of the CNN or a conversion of it should match, where
+    the signatures may read each digit turned (`test_time_rotation`)."""
+    import tensorflow as tf
+
+    cnn = tf.saved_model.load(serving_model(run.model_uri))
+    images = mnist.scaled(digits.pixels.astype(np.float32))
+    probabilities = np.concatenate(
+        [cnn(tf.constant(images[i : i + batch]), training=False).numpy() for i in range(0, len(images), batch)]
+    )
+    return round(float((probabilities.argmax(axis=1) == digits.labels).mean()), 4)

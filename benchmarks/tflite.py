@@ -6,8 +6,9 @@ Takes the newest evaluated run under `--output` (from its ML Metadata), rebuilds
 with the weights the Trainer exported (and the Pusher pushed) and converts it four
 ways: float32; float16 weights; int8 weights (dynamic range); int8 weights and activations, calibrated
 on 500 training digits. Each is scored with the TFLite
-interpreter on the test digits, next to the pushed SavedModel scored through `predict_images`. The
-TFLite models take what Transform makes of a digit: [n, 28, 28, 1] floats in [0, 1].
+interpreter on the test digits, next to the pushed SavedModel scored through `predict_images` (which
+may read each digit turned, `test_time_rotation`) and to the CNN it saved, reading each digit once as
+the conversions do. The TFLite models take what Transform makes of a digit: [n, 28, 28, 1] floats in [0, 1].
 """
 
 import argparse
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from benchmarks import mnist, runs
 from models.model import trained_model
-from reports.run_report import predict
+from reports.run_report import Digits, predict
 
 CONVERSIONS = ("float32", "float16", "int8-dynamic-range", "int8-calibrated")
 CHUNK = 1000
@@ -68,6 +69,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     if len(pixels) % CHUNK:
         raise SystemExit(f"{len(pixels)} test digits: expected a multiple of {CHUNK}")
     saved_model = float((np.argmax(predict(run.model_uri, pixels), axis=1) == labels).mean())
+    saved_cnn = runs.exported_cnn_accuracy(run, Digits(pixels, labels))
     model, images = trained_model(run.trainer_logs), mnist.scaled(pixels)
     results = {}
     for conversion in CONVERSIONS:
@@ -84,6 +86,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         "run": run.run_id,
         "model": run.model_uri,
         "saved_model_test_accuracy": saved_model,
+        "saved_model_cnn_test_accuracy": saved_cnn,
         "tflite": results,
     }
     print(json.dumps(result, indent=2))
