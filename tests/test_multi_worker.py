@@ -21,7 +21,14 @@ from pipeline import configs
 from tests import support
 
 pytestmark = pytest.mark.e2e
-SETTINGS = dict(epochs=1, batch_size=32, learning_rate=3e-4, precision="float32")
+SETTINGS = dict(
+    epochs=1,
+    batch_size=32,
+    learning_rate=3e-4,
+    precision="float32",
+    # Read each digit as the smoke model these start from does, so that their answers compare.
+    test_time_rotation=configs.PROFILES["smoke"].trainer.test_time_rotation,
+)
 
 
 def _free_ports(count: int):
