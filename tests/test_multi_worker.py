@@ -68,11 +68,11 @@ def _finish(process: subprocess.Popen) -> str:
 
 
 def _digits(saved_model: str, pixels: np.ndarray, labels: np.ndarray):
-    """(accuracy, digits read) of a SavedModel's pixel signature."""
+    """(accuracy, digits read, the probability of each digit read) of a SavedModel's pixel signature."""
     model = tf.saved_model.load(saved_model)
-    digits = model.signatures[features.IMAGES_SIGNATURE](**{features.IMAGES_INPUT: tf.constant(pixels)})
-    read = digits[features.DIGIT_OUTPUT].numpy()
-    return float((read == labels).mean()), read
+    answers = model.signatures[features.IMAGES_SIGNATURE](**{features.IMAGES_INPUT: tf.constant(pixels)})
+    read = answers[features.DIGIT_OUTPUT].numpy()
+    return float((read == labels).mean()), read, answers[features.PROBABILITIES_OUTPUT].numpy().max(axis=1)
 
 
 def _files(folder) -> list:
@@ -99,9 +99,13 @@ def test_two_workers_train_one_model_and_the_chief_exports_it(smoke_run, served_
     assert _files(other / "model") == [] and _files(other / "model_run") == []
 
     # It answers as the single-worker model it started from: at least as accurately (it trained on from
-    # it), and mostly alike.
-    _, pixels, labels = support.pipeline_test_digits(smoke_run[0], 300)
-    together, together_digits = _digits(str(chief / "model" / "Format-Serving"), pixels, labels)
-    alone, alone_digits = _digits(served_model, pixels, labels)
+    # it), and alike where that model was sure. Where it was unsure, the epoch of training changes answers:
+    # in three runs the smoke model read 86% of these right and the one trained on from it 95%, so they
+    # disagreed on 11% of all digits but on at most 1 of the 341 the smoke model gave over 90%.
+    _, pixels, labels = support.pipeline_test_digits(smoke_run[0], 600)
+    together, together_digits, _ = _digits(str(chief / "model" / "Format-Serving"), pixels, labels)
+    alone, alone_digits, alone_sure = _digits(served_model, pixels, labels)
     assert together > 0.8 and together > alone - 0.05, (together, alone)
-    assert (together_digits == alone_digits).mean() > 0.9
+    sure = alone_sure > 0.9
+    assert sure.sum() > 100, sure.sum()
+    assert (together_digits[sure] == alone_digits[sure]).mean() > 0.97
