@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from benchmarks.drawing import CHROMIUM
 from components import examples
 from components.digit_example_gen import readers
 from components.digit_example_gen.readers import idx_bytes
@@ -149,17 +150,6 @@ def wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# The machine is offline: no background networking, no component updates (see `make browser`).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium: `make browser` (root) installs it"
 )

@@ -6,12 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from benchmarks import mnist, overhead, positions, tflite, time_to_accuracy, tracing, training, turned_reading
+from benchmarks import drawing, mnist, overhead, positions, tflite, time_to_accuracy, tracing, training, turned_reading
 from benchmarks import serving as serving_benchmark
 from cli.logs import setup_logging
 from models import features, robustness
 from models.config import Augmentation
 from pipeline import configs
+from tests.support import needs_chromium
 
 
 def test_mnist_arrays():
@@ -122,6 +123,16 @@ def test_tflite_export_answers_as_the_saved_model(smoke_output, tmp_path):
     for conversion in ("float32", "float16"):
         assert abs(exports[conversion]["test_accuracy"] - result["saved_model_cnn_test_accuracy"]) < 0.01, conversion
     assert exports["int8-dynamic-range"]["bytes"] < exports["float16"]["bytes"] < exports["float32"]["bytes"]
+
+
+@pytest.mark.e2e
+@needs_chromium
+def test_drawing_benchmark_reports_what_the_model_read_at_every_place(smoke_output):
+    result = drawing.main(["--output", smoke_output])
+    reads = result["results"]
+    assert set(reads) == set(drawing.PLACES) and result["drawn"] == drawing.DRAWN_DIGIT
+    assert all(r["read"] in "0123456789" and 0 <= r["probability_of_7"] <= 1 for r in reads.values())
+    assert result["read_right"] == sum(r["read"] == "7" for r in reads.values())
 
 
 @pytest.mark.e2e

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks.drawing import CHROMIUM, CHROMIUM_ARGS
 from components.anomaly_gate import DataAnomaliesError
 from models import features
 from models.model import EXPORTED_WEIGHTS, METRICS_CSV
 from pipeline import configs, local_runner, summary
 from reports import figures, run_report
 from tests import support
-from tests.support import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from tests.support import needs_chromium
 
 pytestmark = pytest.mark.e2e
 SMOKE = configs.PROFILES["smoke"]
