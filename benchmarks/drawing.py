@@ -13,9 +13,7 @@ Needs Debian's chromium (`make browser`).
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -23,8 +21,9 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
+from benchmarks import host, runs
 from models import features
-from pipeline import configs, summary
+from pipeline import configs
 from serving.config import ServerOptions, single_model
 from serving.model_store import publish_version
 from serving.server import ModelServer
@@ -118,27 +117,23 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     args = parser.parse_args(argv)
     if CHROMIUM is None:
         raise SystemExit("needs Debian's chromium: `make browser` (root) installs it")
-    run = summary.latest_run(configs.metadata_path(args.output), pushed=True)
-    if not run.pushed_to:
-        raise SystemExit(f"no pushed model in {args.output}: run the pipeline first (make run)")
+    model = runs.pushed_model(args.output)
     started = time.perf_counter()
-    with drawing_page(run.pushed_to) as page:
+    with drawing_page(model) as page:
         drawings = {name: draw(page, *place) for name, place in PLACES.items()}
     results = {
         name: {"read": d.digit, f"probability_of_{DRAWN_DIGIT}": round(d.probabilities[DRAWN_DIGIT], 4)}
         for name, d in drawings.items()
     }
-    out = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-        "model": run.pushed_to,
-        "drawn": DRAWN_DIGIT,
-        "read_right": sum(r["read"] == str(DRAWN_DIGIT) for r in results.values()),
-        "seconds": round(time.perf_counter() - started, 1),
-        "results": results,
-    }
-    print(json.dumps(out, indent=2))
-    return out
+    return host.reported(
+        {
+            "model": model,
+            "drawn": DRAWN_DIGIT,
+            "read_right": sum(r["read"] == str(DRAWN_DIGIT) for r in results.values()),
+            "seconds": round(time.perf_counter() - started, 1),
+            "results": results,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ LocalDagRunner's log lines).
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import tempfile
 import time
 from typing import Dict, List, Optional
 
+from benchmarks import host
 from cli.logs import ComponentTimer, setup_logging
 from models.config import TrainerConfig
 from pipeline import configs, local_runner
@@ -79,16 +78,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 key = f"{images} images, {mode}"
                 results.setdefault(key, []).append(timed_run(images, mode, work_dir, timer))
                 print(f"round {round_number + 1}: {key}: {json.dumps(results[key][-1])}", flush=True)
-    print(
-        json.dumps(
-            {
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                "date": time.strftime("%Y-%m-%d"),
-                "runs": results,
-            },
-            indent=2,
-        )
-    )
+    host.reported({"runs": results})
 
 
 if __name__ == "__main__":

@@ -14,17 +14,15 @@ random place (seeded) on a 224x224 white page, inverted to dark ink.
 import argparse
 import io
 import json
-import os
-import platform
 import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from PIL import Image
 
-from benchmarks import mnist
+from benchmarks import host, mnist, runs
 from models import features
-from pipeline import configs, summary
+from pipeline import configs
 
 BATCH = 250
 FILL_SIDE = 100
@@ -66,10 +64,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     args = parser.parse_args(argv)
     import tensorflow as tf
 
-    run = summary.latest_run(configs.metadata_path(args.output), pushed=True)
-    if not run.pushed_to:
-        raise SystemExit(f"no pushed model in {args.output}: run the pipeline first (make run)")
-    signatures = tf.saved_model.load(run.pushed_to).signatures
+    model = runs.pushed_model(args.output)
+    signatures = tf.saved_model.load(model).signatures
     pixels, labels = mnist.load(mnist.TEST, args.digits)
 
     def read(signature: str, name: str, values: List) -> np.ndarray:
@@ -93,16 +89,14 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             "no_digit_found": int((read_digits == features.NO_DIGIT).sum()),
         }
         print(f"{name}: {json.dumps(results[name])}", flush=True)
-    out = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-        "model": run.pushed_to,
-        "digits": len(labels),
-        "seconds": round(time.perf_counter() - started, 1),
-        "results": results,
-    }
-    print(json.dumps(out, indent=2))
-    return out
+    return host.reported(
+        {
+            "model": model,
+            "digits": len(labels),
+            "seconds": round(time.perf_counter() - started, 1),
+            "results": results,
+        }
+    )
 
 
 if __name__ == "__main__":

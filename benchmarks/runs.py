@@ -1,5 +1,6 @@
 """The finished run a benchmark reads: the newest evaluated run under a pipeline output folder, and its
-`eval` split (where settings are chosen) and `test` split (what is reported) as ExampleGen wrote them."""
+`eval` split (where settings are chosen) and `test` split (what is reported) as ExampleGen wrote them;
+or the newest pushed model."""
 
 import argparse
 import dataclasses
@@ -27,6 +28,14 @@ class EvaluatedRun:
 
 def add_output_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="the pipeline output folder of the run")
+
+
+def pushed_model(output: str) -> str:
+    """The newest pushed model under `output`; none ends the command, naming the folder."""
+    pushed_to = summary.latest_run(configs.metadata_path(output), pushed=True).pushed_to
+    if not pushed_to:
+        raise SystemExit(f"no pushed model in {output}: run the pipeline first (make run)")
+    return pushed_to
 
 
 def evaluated_run(output: str) -> EvaluatedRun:

@@ -14,18 +14,16 @@ Every loop is bounded in count; traffic stays on 127.0.0.1.
 
 import argparse
 import concurrent.futures
-import json
 import os
-import platform
 import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from benchmarks import mnist
+from benchmarks import host, mnist, runs
 from models import features
-from pipeline import configs, summary
+from pipeline import configs
 from serving.client import GrpcClient, RestClient
 from serving.config import ServerOptions, single_model
 from serving.model_store import publish_version
@@ -115,19 +113,17 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     args = parser.parse_args(argv)
     import tensorflow as tf
 
-    run = summary.latest_run(configs.metadata_path(args.output), pushed=True)
-    if not run.pushed_to:
-        raise SystemExit(f"no pushed model in {args.output}: run the pipeline first (make run)")
+    model = runs.pushed_model(args.output)
     images, _ = mnist.load(mnist.TEST, args.batch)
     one, batch = images[:1], images
-    signature = tf.saved_model.load(run.pushed_to).signatures[features.IMAGES_SIGNATURE]
+    signature = tf.saved_model.load(model).signatures[features.IMAGES_SIGNATURE]
 
     def in_process(pixels: np.ndarray) -> object:
         return signature(**{features.IMAGES_INPUT: tf.constant(pixels)})
 
     with tempfile.TemporaryDirectory() as work:
         base = os.path.join(work, features.MODEL_NAME)
-        publish_version(run.pushed_to, base, 1)
+        publish_version(model, base, 1)
         server = ModelServer(
             ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=0)
         ).start()
@@ -135,8 +131,6 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}")
         try:
             results = {
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                "date": time.strftime("%Y-%m-%d"),
                 "in_process_one_image": _summary(_latencies(lambda: in_process(one), args.requests)),
                 "rest_one_image": _summary(_latencies(lambda: rest.classify_pixels(one), args.requests)),
                 "grpc_one_image": _summary(
@@ -161,10 +155,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         finally:
             grpc_client.close()
             server.stop()
-    results["first_request_ms_with_warmup"] = first_requests(run.pushed_to, True, images[0])
-    results["first_request_ms_without_warmup"] = first_requests(run.pushed_to, False, images[0])
-    print(json.dumps(results, indent=2))
-    return results
+    results["first_request_ms_with_warmup"] = first_requests(model, True, images[0])
+    results["first_request_ms_without_warmup"] = first_requests(model, False, images[0])
+    return host.reported(results)
 
 
 if __name__ == "__main__":

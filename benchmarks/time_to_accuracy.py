@@ -26,7 +26,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import re
 import tempfile
 import time
@@ -34,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from benchmarks import mnist, training, workers
+from benchmarks import host, mnist, training, workers
 from models.config import TrainerConfig
 from pipeline import configs
 
@@ -208,19 +207,17 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         variant: next((e for e in records if e["test_accuracy"] >= args.target), None)
         for variant, records in epochs.items()
     }
-    result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-        "target": args.target,
-        "seed": args.seed,
-        "pipeline_schedule_epochs": args.epochs,
-        "epochs": epochs,
-        "seconds_to_target": {v: r and r["cumulative_seconds"] for v, r in reached.items()},
-        "epochs_to_target": {v: r and r["epoch"] for v, r in reached.items()},
-        "exported_accuracy": exported,
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    return host.reported(
+        {
+            "target": args.target,
+            "seed": args.seed,
+            "pipeline_schedule_epochs": args.epochs,
+            "epochs": epochs,
+            "seconds_to_target": {v: r and r["cumulative_seconds"] for v, r in reached.items()},
+            "epochs_to_target": {v: r and r["epoch"] for v, r in reached.items()},
+            "exported_accuracy": exported,
+        }
+    )
 
 
 if __name__ == "__main__":

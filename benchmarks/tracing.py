@@ -13,12 +13,11 @@ start together, then take turns timing their first step and a second one (the st
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Dict, List, Optional
 
-from benchmarks import workers
+from benchmarks import host, workers
 from models.config import DTYPE_POLICIES
 
 AS_INSTALLED = "as-installed"
@@ -91,15 +90,17 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument("--precisions", nargs="+", choices=DTYPE_POLICIES, default=list(reversed(DTYPE_POLICIES)))
     args = parser.parse_args(argv)
     records = measure(args.precisions, args.rounds)
-    result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-        "records": records,
-        "median_first_step_seconds": {v: statistics.median(r["first_step"] for r in rs) for v, rs in records.items()},
-        "median_second_step_seconds": {v: statistics.median(r["second_step"] for r in rs) for v, rs in records.items()},
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    return host.reported(
+        {
+            "records": records,
+            "median_first_step_seconds": {
+                v: statistics.median(r["first_step"] for r in rs) for v, rs in records.items()
+            },
+            "median_second_step_seconds": {
+                v: statistics.median(r["second_step"] for r in rs) for v, rs in records.items()
+            },
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -20,16 +20,14 @@ start to the end of `fit`'s epoch), not the making and end of each request's inp
 """
 
 import argparse
-import json
 import os
-import platform
 import time
 from types import ModuleType
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from benchmarks import mnist, workers
+from benchmarks import host, mnist, workers
 
 BATCH = 128
 WARMUP_STEPS = 5
@@ -151,19 +149,17 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     variants = [BASELINE] + [v for v in args.variants if v != BASELINE]
     speeds = measure(variants, args.images, args.rounds, args.steps)
     ratios = {v: [round(s / b, 3) for s, b in zip(speeds[v], speeds[BASELINE])] for v in variants}
-    result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-        "images": args.images,
-        "batch": BATCH,
-        "steps_per_round": args.steps,
-        "images_per_s": speeds,
-        "median_images_per_s": {v: float(np.median(s)) for v, s in speeds.items()},
-        "ratio_to_notebook": ratios,
-        "median_ratio_to_notebook": {v: float(np.median(r)) for v, r in ratios.items()},
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    return host.reported(
+        {
+            "images": args.images,
+            "batch": BATCH,
+            "steps_per_round": args.steps,
+            "images_per_s": speeds,
+            "median_images_per_s": {v: float(np.median(s)) for v, s in speeds.items()},
+            "ratio_to_notebook": ratios,
+            "median_ratio_to_notebook": {v: float(np.median(r)) for v, r in ratios.items()},
+        }
+    )
 
 
 if __name__ == "__main__":
