@@ -85,8 +85,19 @@ class CanarySettings:
 
 CANARY = CanarySettings()
 
-DEFAULT_BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
-"""Beam 2.72 tries to download its Prism runner unless a runner is named; this machine is offline."""
+DIRECT_RUNNER = "--runner=DirectRunner"
+DEFAULT_BEAM_ARGS = (
+    DIRECT_RUNNER,
+    "--direct_running_mode=in_memory",
+    "--direct_num_workers=1",
+    "--sdk_container_image=none",
+)
+"""Beam 2.72 tries to download its Prism runner unless a runner is named; this machine is offline.
+
+The DirectRunner runs every Beam stage in this process (or in subprocesses of it) and uses no container
+image. Naming one anyway stops TFX from packaging its own installation for remote workers before every
+Beam component of every run: a 52 MB copy in a new temporary folder, never deleted, about 2 s each, four a
+run (5 s of a smoke run's 45; BENCHMARKS.md, session 24)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,9 +237,12 @@ def check_name(name: str) -> str:
 
 
 def beam_args(extra: Optional[List[str]] = None) -> Tuple[str, ...]:
-    """Default Beam args, overridden by any flag the user passes with the same name."""
+    """Default Beam args, overridden by any flag the user passes with the same name; with a runner other
+    than the DirectRunner, the user's alone (the defaults are the DirectRunner's)."""
     extra = list(extra or [])
     given = {arg.split("=", 1)[0] for arg in extra}
+    if "--runner" in given and DIRECT_RUNNER not in extra:
+        return tuple(extra)
     return tuple(a for a in DEFAULT_BEAM_ARGS if a.split("=", 1)[0] not in given) + tuple(extra)
 
 

@@ -14,9 +14,25 @@ from tests import support
 
 def test_user_beam_args_override_defaults_by_flag_name():
     args = configs.beam_args(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
-    assert args == ("--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
-    assert configs.beam_args(["--runner=FlinkRunner"])[-1] == "--runner=FlinkRunner"
-    assert "--runner=DirectRunner" not in configs.beam_args(["--runner=FlinkRunner"])
+    assert args == (
+        "--runner=DirectRunner",
+        "--sdk_container_image=none",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    )
+    # Another runner gets the user's flags alone: the defaults are the DirectRunner's.
+    flink = ["--runner=FlinkRunner", "--flink_master=localhost:8081"]
+    assert configs.beam_args(flink) == tuple(flink)
+    assert set(configs.beam_args(["--runner=DirectRunner"])) == set(configs.DEFAULT_BEAM_ARGS)
+
+
+def test_tfx_packages_nothing_for_the_direct_runner():
+    """TFX's Beam executors add a package of TFX itself, built in a new temporary folder, unless the
+    args carry a dependency flag (BENCHMARKS.md, session 24): none is wanted for the DirectRunner."""
+    from tfx.utils import dependency_utils
+
+    for args in (configs.beam_args(), configs.beam_args(["--direct_running_mode=multi_processing"])):
+        assert dependency_utils.make_beam_dependency_flags(list(args)) == list(args)
 
 
 def test_profiles_and_defaults():
