@@ -13,20 +13,15 @@ Needs Debian's chromium (`make browser`).
 import argparse
 import contextlib
 import dataclasses
-import os
 import shutil
-import tempfile
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
 from benchmarks import host, runs
-from models import features
+from benchmarks.serving import served
 from pipeline import configs
-from serving.config import ServerOptions, single_model
-from serving.model_store import publish_version
-from serving.server import ModelServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # The machine is offline: no background networking, no component updates (see `make browser`).
@@ -69,25 +64,16 @@ def drawing_page(saved_model: str) -> Iterator[Any]:
     leaving, fails if the page's script raised."""
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as folder:
-        base = os.path.join(folder, features.MODEL_NAME)
-        publish_version(saved_model, base, 1)
-        server = ModelServer(
-            ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None)
-        ).start()
-        errors: List[str] = []
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-                page = browser.new_page()
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(server.rest_url + "/")
-                yield page
-                browser.close()
-        finally:
-            server.stop()
-        if errors:
-            raise RuntimeError(f"the drawing page's script failed: {errors}")
+    errors: List[str] = []
+    with served(saved_model, port=None) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.rest_url + "/")
+        yield page
+        browser.close()
+    if errors:
+        raise RuntimeError(f"the drawing page's script failed: {errors}")
 
 
 def draw(page: Any, left: float, top: float, size: float) -> Drawing:

@@ -4,7 +4,7 @@ or the newest pushed model."""
 
 import argparse
 import dataclasses
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -58,7 +58,12 @@ def exported_cnn_accuracy(run: EvaluatedRun, digits: Digits, batch: int = 500) -
 
     cnn = tf.saved_model.load(serving_model(run.model_uri))
     images = mnist.scaled(digits.pixels.astype(np.float32))
-    probabilities = np.concatenate(
-        [cnn(tf.constant(images[i : i + batch]), training=False).numpy() for i in range(0, len(images), batch)]
-    )
+    probabilities = in_batches(lambda chunk: cnn(chunk, training=False), images, batch)
     return round(float((probabilities.argmax(axis=1) == digits.labels).mean()), 4)
+
+
+def in_batches(call: Callable[[Any], Any], images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """`call` (a model on a tensor of images) on `batch` images at a time, its answers concatenated."""
+    import tensorflow as tf
+
+    return np.concatenate([call(tf.constant(images[i : i + batch])).numpy() for i in range(0, len(images), batch)])

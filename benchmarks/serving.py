@@ -14,10 +14,11 @@ Every loop is bounded in count; traffic stays on 127.0.0.1.
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -67,16 +68,25 @@ def _throughput(call: Callable[[], object], batch: int, clients: int, requests_p
     }
 
 
-def first_requests(model_dir: str, warmup: bool, image: np.ndarray) -> Dict[str, float]:
-    """Milliseconds of the first request to each signature of a version that was just loaded."""
+@contextlib.contextmanager
+def served(model_dir: str, **options: Any) -> Iterator[ModelServer]:
+    """`model_dir` served by the project's server as version 1 of the model, from a temporary folder, REST on
+    a free loopback port; `options` are further ServerOptions (gRPC's `port`, warmup)."""
     with tempfile.TemporaryDirectory() as work:
         base = os.path.join(work, features.MODEL_NAME)
         publish_version(model_dir, base, 1)
         server = ModelServer(
-            ServerOptions(
-                models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None, enable_model_warmup=warmup
-            )
+            ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, **options)
         ).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def first_requests(model_dir: str, warmup: bool, image: np.ndarray) -> Dict[str, float]:
+    """Milliseconds of the first request to each signature of a version that was just loaded."""
+    with served(model_dir, port=None, enable_model_warmup=warmup) as server:
         client = RestClient(server.rest_url)
         png = [mnist_png(image)]
         calls = {
@@ -86,14 +96,11 @@ def first_requests(model_dir: str, warmup: bool, image: np.ndarray) -> Dict[str,
                 [{features.IMAGE_KEY: image.astype(int).ravel().tolist()}]
             ),
         }
-        try:
-            times = {}
-            for name, call in calls.items():
-                started = time.perf_counter()
-                call()
-                times[name] = round((time.perf_counter() - started) * 1000, 1)
-        finally:
-            server.stop()
+        times = {}
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[name] = round((time.perf_counter() - started) * 1000, 1)
     return times
 
 
@@ -121,12 +128,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     def in_process(pixels: np.ndarray) -> object:
         return signature(**{features.IMAGES_INPUT: tf.constant(pixels)})
 
-    with tempfile.TemporaryDirectory() as work:
-        base = os.path.join(work, features.MODEL_NAME)
-        publish_version(model, base, 1)
-        server = ModelServer(
-            ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=0)
-        ).start()
+    with served(model, port=0) as server:
         rest = RestClient(server.rest_url)
         grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}")
         try:
@@ -154,7 +156,6 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             }
         finally:
             grpc_client.close()
-            server.stop()
     results["first_request_ms_with_warmup"] = first_requests(model, True, images[0])
     results["first_request_ms_without_warmup"] = first_requests(model, False, images[0])
     return host.reported(results)

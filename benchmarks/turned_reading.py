@@ -38,9 +38,7 @@ def readings(run_dir: str, pixels: np.ndarray, degrees: Sequence[float]) -> Dict
     read = tf.function(lambda batch, d: turned_reading(cnn, batch, d), reduce_retracing=True)
 
     def probabilities(d: float) -> np.ndarray:
-        return np.concatenate(
-            [read(tf.constant(images[i : i + BATCH]), d).numpy() for i in range(0, len(images), BATCH)]
-        )
+        return runs.in_batches(lambda chunk: read(chunk, d), images, BATCH)
 
     return {d: probabilities(d) for d in (0.0, *degrees)}
 
