@@ -12,13 +12,11 @@ chosen; `test` is what is reported.
 """
 
 import argparse
-import json
-import time
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from benchmarks import mnist, runs
+from benchmarks import host, mnist, runs
 from models import features, robustness
 from reports.run_report import read_split
 
@@ -67,17 +65,16 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     net = trained_model(run.trainer_logs)
     as_trained = {split: _scores(net, digits) for split, digits in splits.items()}
     refresh_statistics(net, read_split(run.examples_uri, features.TRAIN_SPLIT, args.train_digits).pixels)
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "run": run.run_id,
-        "export_test_accuracy": run.accuracy,
-        "export_cnn_test_accuracy": runs.exported_cnn_accuracy(run, splits[features.TEST_SPLIT]),
-        "train_digits": args.train_digits,
-        "as_trained": as_trained,
-        "refreshed": {split: _scores(net, digits) for split, digits in splits.items()},
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    return host.reported(
+        {
+            "run": run.run_id,
+            "export_test_accuracy": run.accuracy,
+            "export_cnn_test_accuracy": runs.exported_cnn_accuracy(run, splits[features.TEST_SPLIT]),
+            "train_digits": args.train_digits,
+            "as_trained": as_trained,
+            "refreshed": {split: _scores(net, digits) for split, digits in splits.items()},
+        }
+    )
 
 
 if __name__ == "__main__":

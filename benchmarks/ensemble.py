@@ -14,15 +14,13 @@ probabilities differ from the bfloat16 export's in the fourth decimal; the expor
 
 import argparse
 import glob
-import json
 import os
 import re
-import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from benchmarks import mnist, runs
+from benchmarks import host, mnist, runs
 from pipeline import configs
 from reports.run_report import Digits
 
@@ -111,27 +109,29 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             )
     members = [member for run in evaluated for member in member_dirs(run.trainer_logs)]
     scores = {split: [probabilities(member, digits.pixels) for member in members] for split, digits in splits.items()}
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "runs": [
-            {"output": output, "run": run.run_id, "export_test_accuracy": run.accuracy}
-            for output, run in zip(outputs, evaluated)
-        ],
-        "members": [
-            {"member": i + 1, "logs": logs, **{s: accuracy(scores[s][i], splits[s].labels) for s in splits}}
-            for i, logs in enumerate(members)
-        ],
-        "first_k_averaged": [
-            {"k": k, **{split: accuracy(np.mean(scores[split][:k], axis=0), splits[split].labels) for split in splits}}
-            for k in range(1, len(members) + 1)
-        ],
-        "shared_mistakes": {split: shared_mistakes(scores[split], splits[split].labels) for split in splits},
-        "average_misreads_by_members_misreading": {
-            split: members_misreading(scores[split], splits[split].labels) for split in splits
-        },
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    return host.reported(
+        {
+            "runs": [
+                {"output": output, "run": run.run_id, "export_test_accuracy": run.accuracy}
+                for output, run in zip(outputs, evaluated)
+            ],
+            "members": [
+                {"member": i + 1, "logs": logs, **{s: accuracy(scores[s][i], splits[s].labels) for s in splits}}
+                for i, logs in enumerate(members)
+            ],
+            "first_k_averaged": [
+                {
+                    "k": k,
+                    **{split: accuracy(np.mean(scores[split][:k], axis=0), splits[split].labels) for split in splits},
+                }
+                for k in range(1, len(members) + 1)
+            ],
+            "shared_mistakes": {split: shared_mistakes(scores[split], splits[split].labels) for split in splits},
+            "average_misreads_by_members_misreading": {
+                split: members_misreading(scores[split], splits[split].labels) for split in splits
+            },
+        }
+    )
 
 
 if __name__ == "__main__":

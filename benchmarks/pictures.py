@@ -22,6 +22,7 @@ from PIL import Image
 
 from benchmarks import host, mnist, runs
 from models import features
+from models.batches import in_batches
 from pipeline import configs
 
 BATCH = 250
@@ -69,11 +70,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     pixels, labels = mnist.load(mnist.TEST, args.digits)
 
     def read(signature: str, name: str, values: List) -> np.ndarray:
-        digits = [
-            signatures[signature](**{name: tf.constant(values[i : i + BATCH])})[features.DIGIT_OUTPUT].numpy()
-            for i in range(0, len(values), BATCH)
-        ]
-        return np.concatenate(digits)
+        return in_batches(
+            lambda chunk: signatures[signature](**{name: chunk})[features.DIGIT_OUTPUT], values, BATCH, None
+        )
 
     started = time.perf_counter()
     raw = float((read(features.IMAGES_SIGNATURE, features.IMAGES_INPUT, list(pixels)) == labels).mean())

@@ -12,13 +12,11 @@ figure, not the level. Nothing here chooses a setting.
 """
 
 import argparse
-import json
-import time
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from benchmarks import mnist, runs
+from benchmarks import host, mnist, runs
 
 GROUPS = 12
 
@@ -46,17 +44,16 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
     test = correct(mnist.TEST)
     half = len(test) // 2
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "run": run.run_id,
-        "train_error_percent": error_rates(correct(mnist.TRAIN)),
-        "test_error_percent": {
-            "first half": round(100 * float(1 - test[:half].mean()), 3),
-            "second half": round(100 * float(1 - test[half:].mean()), 3),
-        },
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    return host.reported(
+        {
+            "run": run.run_id,
+            "train_error_percent": error_rates(correct(mnist.TRAIN)),
+            "test_error_percent": {
+                "first half": round(100 * float(1 - test[:half].mean()), 3),
+                "second half": round(100 * float(1 - test[half:].mean()), 3),
+            },
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ or the newest pushed model."""
 
 import argparse
 import dataclasses
-from typing import Any, Callable, Dict, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
 from benchmarks import mnist
 from models import features
+from models.batches import in_batches
 from pipeline import configs, summary
 from reports.run_report import Digits, read_split, serving_model
 
@@ -50,7 +51,7 @@ def eval_and_test(run: EvaluatedRun) -> Dict[str, Digits]:
     return {split: read_split(run.examples_uri, split) for split in (features.EVAL_SPLIT, features.TEST_SPLIT)}
 
 
-def exported_cnn_accuracy(run: EvaluatedRun, digits: Digits, batch: int = 500) -> float:
+def exported_cnn_accuracy(run: EvaluatedRun, digits: Digits) -> float:
     """The exported CNN's own accuracy on `digits`, each read once as the saved Keras model computes it
     (bfloat16 where it trained so): what a rebuild of the CNN or a conversion of it should match, where
     the signatures may read each digit turned (`test_time_rotation`)."""
@@ -58,12 +59,5 @@ def exported_cnn_accuracy(run: EvaluatedRun, digits: Digits, batch: int = 500) -
 
     cnn = tf.saved_model.load(serving_model(run.model_uri))
     images = mnist.scaled(digits.pixels.astype(np.float32))
-    probabilities = in_batches(lambda chunk: cnn(chunk, training=False), images, batch)
+    probabilities = in_batches(lambda chunk: cnn(chunk, training=False), images)
     return round(float((probabilities.argmax(axis=1) == digits.labels).mean()), 4)
-
-
-def in_batches(call: Callable[[Any], Any], images: np.ndarray, batch: int = 500) -> np.ndarray:
-    """`call` (a model on a tensor of images) on `batch` images at a time, its answers concatenated."""
-    import tensorflow as tf
-
-    return np.concatenate([call(tf.constant(images[i : i + batch])).numpy() for i in range(0, len(images), batch)])

@@ -14,13 +14,12 @@ the conversions do. The TFLite models take what Transform makes of a digit: [n, 
 import argparse
 import json
 import os
-import time
 from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import mnist, runs
+from benchmarks import host, mnist, runs
 from models.model import trained_model
 from reports.run_report import Digits, predict
 
@@ -81,16 +80,15 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             with open(os.path.join(args.save_dir, f"digits-{conversion}.tflite"), "wb") as f:
                 f.write(flatbuffer)
         print(f"{conversion}: {json.dumps(results[conversion])}", flush=True)
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "run": run.run_id,
-        "model": run.model_uri,
-        "saved_model_test_accuracy": saved_model,
-        "saved_model_cnn_test_accuracy": saved_cnn,
-        "tflite": results,
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    return host.reported(
+        {
+            "run": run.run_id,
+            "model": run.model_uri,
+            "saved_model_test_accuracy": saved_model,
+            "saved_model_cnn_test_accuracy": saved_cnn,
+            "tflite": results,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -13,16 +13,14 @@ CNNs also gets their average, read each way.
 
 import argparse
 import json
-import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from benchmarks import ensemble, mnist, runs
+from benchmarks import ensemble, host, mnist, runs
 from models import features
+from models.batches import in_batches
 from pipeline import configs
-
-BATCH = 500
 
 
 def readings(run_dir: str, pixels: np.ndarray, degrees: Sequence[float]) -> Dict[float, np.ndarray]:
@@ -38,7 +36,7 @@ def readings(run_dir: str, pixels: np.ndarray, degrees: Sequence[float]) -> Dict
     read = tf.function(lambda batch, d: turned_reading(cnn, batch, d), reduce_retracing=True)
 
     def probabilities(d: float) -> np.ndarray:
-        return runs.in_batches(lambda chunk: read(chunk, d), images, BATCH)
+        return in_batches(lambda chunk: read(chunk, d), images)
 
     return {d: probabilities(d) for d in (0.0, *degrees)}
 
@@ -83,17 +81,16 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                     },
                 }
             )
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "cnns": cnns,
-        "over_all_cnns": {
-            split: {d: gains([c[split][0.0] for c in cnns], [c[split][d] for c in cnns]) for d in args.degrees}
-            for split in (features.EVAL_SPLIT, features.TEST_SPLIT)
-        },
-        "members_averaged": averaged,
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    return host.reported(
+        {
+            "cnns": cnns,
+            "over_all_cnns": {
+                split: {d: gains([c[split][0.0] for c in cnns], [c[split][d] for c in cnns]) for d in args.degrees}
+                for split in (features.EVAL_SPLIT, features.TEST_SPLIT)
+            },
+            "members_averaged": averaged,
+        }
+    )
 
 
 if __name__ == "__main__":

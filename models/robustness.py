@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import features, geometry
+from models.batches import in_batches
 
 ROTATION_DEGREES = 15.0
 SHIFT_PIXELS = 3
@@ -50,17 +51,14 @@ def perturbed(pixels: np.ndarray, kind: str, seed: int = SEED) -> np.ndarray:
 
 
 def accuracies(
-    predict_images: Callable[..., Dict[str, tf.Tensor]], pixels: np.ndarray, labels: np.ndarray, batch: int = 500
+    predict_images: Callable[..., Dict[str, tf.Tensor]], pixels: np.ndarray, labels: np.ndarray
 ) -> Dict[str, float]:
     """Accuracy of a `predict_images` signature on the clean pixels and on each perturbed copy."""
 
     def accuracy(images: np.ndarray) -> float:
-        digits = [
-            predict_images(**{features.IMAGES_INPUT: tf.constant(images[i : i + batch], tf.float32)})[
-                features.DIGIT_OUTPUT
-            ].numpy()
-            for i in range(0, len(images), batch)
-        ]
-        return float(np.mean(np.concatenate(digits) == labels))
+        digits = in_batches(
+            lambda chunk: predict_images(**{features.IMAGES_INPUT: chunk})[features.DIGIT_OUTPUT], images
+        )
+        return float(np.mean(digits == labels))
 
     return {"clean": accuracy(pixels), **{kind: accuracy(perturbed(pixels, kind)) for kind in PERTURBATIONS}}

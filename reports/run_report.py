@@ -23,6 +23,7 @@ from absl import logging
 
 from components.examples import split_files
 from models import features, robustness
+from models.batches import in_batches
 from models.config import exported_class_names
 from models.model import METRICS_CSV, trained_model
 from pipeline import configs, summary
@@ -33,7 +34,6 @@ CONFUSION_PAIRS_SHOWN = 10
 FEATURE_MAP_SAMPLES = 3
 SAMPLES_READ_PER_SPLIT = 2000
 """Training digits decoded for the sample grid (labels are counted over the whole split)."""
-PREDICT_BATCH = 1000
 LATEST = "latest"
 """`<output>/reports/<name>/latest`: a link to the newest report of a pipeline."""
 
@@ -87,13 +87,7 @@ def class_names(model_uri: str) -> Tuple[str, ...]:
 def predict(model_uri: str, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities from the exported model's raw-pixel signature: the path clients use."""
     signature = tf.saved_model.load(serving_model(model_uri)).signatures[features.IMAGES_SIGNATURE]
-    out = [
-        signature(**{features.IMAGES_INPUT: tf.constant(pixels[i : i + PREDICT_BATCH], tf.float32)})[
-            features.PROBABILITIES_OUTPUT
-        ].numpy()
-        for i in range(0, len(pixels), PREDICT_BATCH)
-    ]
-    return np.concatenate(out)
+    return in_batches(lambda chunk: signature(**{features.IMAGES_INPUT: chunk})[features.PROBABILITIES_OUTPUT], pixels)
 
 
 def conv_block_outputs(trainer_logs: str, transform_graph_uri: str, pixels: np.ndarray) -> List[Tuple[str, np.ndarray]]:
