@@ -94,13 +94,17 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from pipeline import kubeflow_runner
 
     settings = _settings(args)
-    path = kubeflow_runner.compile_pipeline(
-        settings,
-        args.output_file or configs.compiled_file(args.target, settings.model_name),
-        target=args.target,
-        pipeline_root=args.pipeline_root,
-        image=args.image,
-    )
+    try:
+        path = kubeflow_runner.compile_pipeline(
+            settings,
+            args.output_file or configs.compiled_file(args.target, settings.model_name),
+            target=args.target,
+            pipeline_root=args.pipeline_root,
+            image=args.image,
+        )
+    except kubeflow_runner.CompileError as e:
+        print(f"digits compile: {e}", file=sys.stderr)
+        return 2
     what = "Kubeflow Pipelines spec (PipelineSpec YAML)" if args.target == "kubeflow" else "Vertex AI PipelineJob"
     print(f"{what} written to {path}")
     return 0
@@ -386,10 +390,16 @@ def parser() -> argparse.ArgumentParser:
     )
     comp.add_argument(
         "--pipeline-root",
-        default=configs.KUBEFLOW_PIPELINE_ROOT,
-        help="where the cluster stores artifacts, e.g. gs://bucket/tfx",
+        default=None,
+        help="where the runs keep their artifacts: gs://, minio:// or s3:// (kubeflow; default "
+        f"{configs.KUBEFLOW_PIPELINE_ROOT}, the backend's own), gs:// (vertex; required)",
     )
-    comp.add_argument("--image", default=configs.KUBEFLOW_IMAGE, help="container image with this project")
+    comp.add_argument(
+        "--image",
+        required=True,
+        help="this project's image in a registry the cluster pulls from, with a tag other than latest or a "
+        "digest, e.g. registry.example.com/team/digits-tfx:1.0",
+    )
     comp.set_defaults(func=_cmd_compile)
 
     _add_serve(commands)

@@ -7,15 +7,18 @@ this gate (TFDV's drift comparator, threshold in the curated schema), so a class
 collapsed stops the run too. Data that passes is recorded as `validated_statistics`: the next run's
 reference.
 
-The reference is found through a small file at a known place under the pipeline root (`reference`),
-which names the last `validated_statistics` written; the gate reads it before and rewrites it after a
-pass. TFX's examples would resolve the reference from ML Metadata with a Resolver node, which
+The reference is found through a small file at a known place beside the served models (`reference`),
+which names a copy of the last validated statistics kept beside it; the gate reads it before and
+rewrites it after a pass. (The copy, not the artifact: on a Kubeflow cluster whose artifacts live on an
+object store TensorFlow cannot open, a later pod reads only what the launcher downloads for it, and the
+reference is no input.) TFX's examples would resolve the reference from ML Metadata with a Resolver node, which
 open-source Kubeflow Pipelines cannot run (and a custom artifact type in a resolver compiles to a query
 that matches any artifact); a file reads the same on every orchestrator. The gate reads state outside
 its inputs, so every runner runs it every time (never from a cache).
 """
 
 import os
+import time
 import uuid
 from typing import List, Optional
 
@@ -36,6 +39,8 @@ from models import features
 
 STATISTICS_FILE = "FeatureStats.pb"
 """StatisticsGen's file in each `Split-<name>` folder."""
+REFERENCE_COPIES = "validated_statistics"
+"""Beside the reference file: a folder per passed run, holding its statistics."""
 DRIFT_SPLIT = features.TRAIN_SPLIT
 """The split whose label distribution must not drift: the one the model learns from."""
 
@@ -113,17 +118,22 @@ def read_reference(reference: str) -> Optional[str]:
     return uri
 
 
-def record_validated(statistics: ExampleStatistics, validated: ValidatedStatistics, reference: str) -> None:
-    """Copies the statistics into `validated`, then points `reference` at it (written whole, by rename)."""
+def record_validated(statistics: ExampleStatistics, validated: ValidatedStatistics, reference: str) -> str:
+    """Copies the statistics into `validated` and into a new folder beside `reference` (where every later
+    run can read them, whichever pod or store holds this run's artifacts), then points `reference` at
+    that folder, written whole by rename. Returns the folder."""
+    kept = os.path.join(
+        os.path.dirname(reference), REFERENCE_COPIES, f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    )
     for split in artifact_utils.decode_split_names(statistics.split_names):
-        target = _statistics_path(validated.uri, split)
-        tf.io.gfile.makedirs(os.path.dirname(target))
-        tf.io.gfile.copy(_statistics_path(statistics.uri, split), target, overwrite=True)
-    tf.io.gfile.makedirs(os.path.dirname(reference))
+        for target in (_statistics_path(validated.uri, split), _statistics_path(kept, split)):
+            tf.io.gfile.makedirs(os.path.dirname(target))
+            tf.io.gfile.copy(_statistics_path(statistics.uri, split), target, overwrite=True)
     staging = f"{reference}.{uuid.uuid4().hex}.tmp"
     with tf.io.gfile.GFile(staging, "w") as f:
-        f.write(validated.uri + "\n")
+        f.write(kept + "\n")
     tf.io.gfile.rename(staging, reference, overwrite=True)
+    return kept
 
 
 @component

@@ -211,7 +211,7 @@ def run_canary(
     result = CanaryResult(blessed=False)
     try:
         base = os.path.join(work, model_name)
-        publish_version(model_dir, base, 1)
+        published = publish_version(model_dir, base, 1)  # A local copy, from wherever the model is.
         digits = _test_digits(examples_uri, 16)
         started = time.monotonic()
         server = _Server(base, model_name, os.path.join(work, "server.log"))
@@ -220,7 +220,7 @@ def run_canary(
         rest = serving_client.RestClient(f"http://127.0.0.1:{server.rest_port}", model_name)
         grpc_client = serving_client.GrpcClient(f"127.0.0.1:{server.grpc_port}", model_name)
         try:
-            reference = tf.saved_model.load(reference_dir or model_dir).signatures
+            reference = tf.saved_model.load(reference_dir or published).signatures
             _check_answers(rest, grpc_client, reference, digits)
             one = digits[1][:1]
             for protocol, call in (

@@ -184,16 +184,46 @@ PROFILES: Dict[str, Profile] = {
 }
 DEFAULT_PROFILE = "standard"
 
-# Kubeflow Pipelines: the container image is built from the project's Dockerfile, which installs the
-# locked dependencies and this project at KUBEFLOW_APP_ROOT, with the bundled MNIST and the schema.
-KUBEFLOW_IMAGE = "digits-tfx:latest"
+# Kubeflow Pipelines and Vertex AI. The container image is built from the project's Dockerfile, which
+# installs the locked dependencies and this project at KUBEFLOW_APP_ROOT, with the bundled MNIST and the
+# schema; it is named at compile time (`--image`), never a default.
 KUBEFLOW_APP_ROOT = "/app"
 KUBEFLOW_DATA_ROOT = os.path.join(KUBEFLOW_APP_ROOT, os.path.relpath(DATA_ROOT, PROJECT_ROOT))
 KUBEFLOW_SCHEMA_PATH = os.path.join(KUBEFLOW_APP_ROOT, os.path.relpath(SCHEMA_PATH, PROJECT_ROOT))
-KUBEFLOW_PIPELINE_ROOT = "/tfx/pipelines"
 KUBEFLOW_TARGETS = ("kubeflow", "vertex")
 """`digits compile --target`: the open-source KFP 2.x backend (PipelineSpec YAML), or Vertex AI Pipelines
 (PipelineJob JSON)."""
+KUBEFLOW_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
+"""The open-source backend's own root when a run names none (`backend/src/v2/config/env.go`)."""
+KUBEFLOW_ROOT_SCHEMES = {"kubeflow": ("gs://", "minio://", "s3://"), "vertex": ("gs://",)}
+"""The object stores each target keeps artifacts in (the open-source launcher's `LocalPathForURI`)."""
+TENSORFLOW_SCHEMES = ("gs://",)
+"""Object stores TensorFlow and Beam read and write themselves: tasks use their URIs as they are, and the
+served models and the drift reference live under such a root. Under a `minio://` or `s3://` root (no
+file system for them in TensorFlow 2.16 or in this lock) tasks use the launcher's local copies, and
+the state lives on KUBEFLOW_STATE_PVC."""
+KUBEFLOW_STATE_PVC = "digits-state"
+"""The PersistentVolumeClaim every task mounts under a `minio://` or `s3://` root: the served models
+(Pusher, ServedBaseline, warm start) and the drift reference, kept between pods and runs."""
+KUBEFLOW_STATE_MOUNT = "/digits-state"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResources:
+    """A Kubeflow task's CPU (cores) and memory (GB) requests and limits."""
+
+    cpu_request: float = 1.0
+    cpu_limit: float = 2.0
+    memory_request: float = 4.0
+    memory_limit: float = 8.0
+
+
+KUBEFLOW_RESOURCES = TaskResources()
+"""Every task's, unless KUBEFLOW_TASK_RESOURCES names it (docs/kubeflow.md has the peaks measured)."""
+KUBEFLOW_TASK_RESOURCES = {
+    "Trainer": TaskResources(cpu_request=2.0, cpu_limit=4.0, memory_request=8.0, memory_limit=16.0)
+}
+"""The Trainer holds the training set in memory as floats, and an ensemble trains five CNNs in turn."""
 
 
 def compiled_file(target: str, name: str = PIPELINE_NAME) -> str:
@@ -286,6 +316,16 @@ def metadata_path(output_root: str, name: str = PIPELINE_NAME) -> str:
 def serving_model_dir(output_root: str, model_name: str = PIPELINE_NAME) -> str:
     """The Pusher's base directory for a model: versions go directly below it."""
     return os.path.join(output_root, "serving_model", model_name)
+
+
+REFERENCE_FILE = "validated_statistics_reference.txt"
+"""Names the last statistics that passed AnomalyGate: the next run's drift reference."""
+
+
+def reference_file(state_root: str) -> str:
+    """The drift reference of the pipeline whose state lives under `state_root` (locally its pipeline
+    root; on a cluster the bucket's root or the state volume)."""
+    return os.path.join(state_root, REFERENCE_FILE)
 
 
 class PipelineValues(TypedDict):

@@ -27,11 +27,13 @@ def build(settings: configs.Settings, output_root: str, enable_cache: bool = Tru
     metadata_path = configs.metadata_path(output_root, settings.model_name)
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
     data_root = settings.data_root or configs.DATA_ROOT
+    pipeline_root = configs.pipeline_root(output_root, settings.model_name)
     return create_pipeline(
-        pipeline_root=configs.pipeline_root(output_root, settings.model_name),
+        pipeline_root=pipeline_root,
         data_root=data_root,
         schema_path=settings.schema_path or configs.SCHEMA_PATH,
         serving_model_dir=configs.serving_model_dir(output_root, settings.model_name),
+        reference_file=configs.reference_file(pipeline_root),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
         enable_cache=enable_cache,
         **configs.pipeline_values(settings, data_root),

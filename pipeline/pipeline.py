@@ -1,7 +1,6 @@
 """The digits TFX pipeline: wiring of the components, and nothing else. Knobs live in configs.py."""
 
 import json
-import os
 from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -23,8 +22,6 @@ from pipeline.configs import CanarySettings, SplitBuckets
 ALWAYS_RUN = ("ServedBaseline", "AnomalyGate")
 """Nodes that read state outside their inputs (the served model, the last validated statistics): a
 cached result would be stale, so every runner runs them every time."""
-REFERENCE_FILE = "validated_statistics_reference.txt"
-"""Under the pipeline root: names the last statistics that passed AnomalyGate (its drift reference)."""
 
 
 def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
@@ -66,6 +63,7 @@ def create_pipeline(
     data_root: str,
     schema_path: str,
     serving_model_dir: str,
+    reference_file: str,
     preprocessing_fn: str,
     run_fn: str,
     trainer_config: TrainerConfig,
@@ -110,7 +108,7 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         statistics=statistics_gen.outputs["statistics"],
         schema=schema,
-        reference=os.path.join(pipeline_root, REFERENCE_FILE),
+        reference=reference_file,
     )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],

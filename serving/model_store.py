@@ -13,7 +13,6 @@ whole mapping, so a request in flight during a swap finishes on the version it s
 import dataclasses
 import logging
 import os
-import shutil
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -31,11 +30,18 @@ log = logging.getLogger(__name__)
 def publish_version(source: str, base_path: str, version: int) -> str:
     """Copies a SavedModel into `<base_path>/<version>/` so that a server polling the base path never
     reads it half-written: everything else first, then saved_model.pb (what makes the folder a
-    candidate) under a temporary name, renamed into place in one step. Local filesystems only."""
+    candidate) under a temporary name, renamed into place in one step. The source is read through
+    TensorFlow's file systems (a local folder, or `gs://` where a pipeline keeps its artifacts); the
+    copy is local."""
     target = os.path.join(base_path, str(version))
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(SAVED_MODEL_FILE))
+    for folder, _, files in tf.io.gfile.walk(source):
+        here = os.path.join(target, os.path.relpath(folder, source))
+        os.makedirs(here, exist_ok=True)
+        for name in files:
+            if name != SAVED_MODEL_FILE or folder.rstrip("/") != source.rstrip("/"):
+                tf.io.gfile.copy(os.path.join(folder, name), os.path.join(here, name), overwrite=True)
     staged = os.path.join(target, f"{SAVED_MODEL_FILE}.tmp")
-    shutil.copy(os.path.join(source, SAVED_MODEL_FILE), staged)
+    tf.io.gfile.copy(os.path.join(source, SAVED_MODEL_FILE), staged, overwrite=True)
     os.replace(staged, os.path.join(target, SAVED_MODEL_FILE))
     return target
 

@@ -1,9 +1,12 @@
 """AnomalyGate turns ExampleValidator's anomalies into one readable error."""
 
+import os
+
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.anomaly_gate import (
+    REFERENCE_COPIES,
     STATISTICS_FILE,
     ValidatedStatistics,
     describe_anomalies,
@@ -90,11 +93,20 @@ def test_the_reference_file_names_the_last_validated_statistics(tmp_path):
     statistics = _statistics_artifact(tmp_path / "stats", [1, 2, 3])
     validated = ValidatedStatistics()
     validated.uri = str(tmp_path / "validated")
-    record_validated(statistics, validated, reference)
-    assert read_reference(reference) == validated.uri
-    assert (tmp_path / "validated" / "Split-train" / STATISTICS_FILE).exists()
-    assert [p.name for p in (tmp_path / "root").iterdir()] == ["validated_statistics_reference.txt"]
-    (tmp_path / "validated" / "Split-train" / STATISTICS_FILE).unlink()
+    kept = record_validated(statistics, validated, reference)
+    assert read_reference(reference) == kept and os.path.dirname(kept) == str(tmp_path / "root" / REFERENCE_COPIES)
+    for folder in (kept, validated.uri):
+        assert (
+            open(os.path.join(folder, "Split-train", STATISTICS_FILE), "rb").read()
+            == (tmp_path / "stats" / "Split-train" / STATISTICS_FILE).read_bytes()
+        )
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == [
+        REFERENCE_COPIES,
+        "validated_statistics_reference.txt",
+    ]
+    second = record_validated(statistics, validated, reference)
+    assert read_reference(reference) == second != kept
+    os.unlink(os.path.join(second, "Split-train", STATISTICS_FILE))
     assert read_reference(reference) is None
 
 

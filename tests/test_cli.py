@@ -59,7 +59,7 @@ def test_profiles_and_defaults():
     assert rotations == {**dict.fromkeys(configs.PROFILES, configs.TEST_TIME_ROTATION), "ensemble": 0.0, "fashion": 0.0}
 
 
-@pytest.mark.parametrize("command", ["run", "compile --target kubeflow"])
+@pytest.mark.parametrize("command", ["run", "compile --target kubeflow --image registry.example/d:1"])
 def test_run_and_compile_take_the_same_training_flags(command):
     flags = [
         "--profile",

@@ -13,7 +13,7 @@ from kfp import components as kfp_components
 from tfx.utils import import_utils
 
 from cli import main
-from pipeline import configs
+from pipeline import configs, kubeflow_runner
 from pipeline.pipeline import ALWAYS_RUN
 from tests import kfp_launcher
 
@@ -21,7 +21,6 @@ pytestmark = pytest.mark.component
 
 IMAGE = "registry.example/digits:1"
 ROOT = "gs://bucket/tfx"
-ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 DRIVER = ["python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
 TASKS = {
     "DigitExampleGen",
@@ -72,7 +71,8 @@ def test_every_task_is_the_image_running_tfxs_entrypoint(compiled, target):
     for task, executor in _executors(spec).items():
         assert list(executor) == ["container"], (task, list(executor))  # No resolver, no importer.
         container = executor["container"]
-        assert container["image"] == IMAGE and container["command"] == ENTRYPOINT, task
+        assert container["image"] == IMAGE and container["command"] == kubeflow_runner.ENTRYPOINT, task
+        assert container["resources"] == kubeflow_runner.resources(task), task
         assert container["args"][:2] == ["--executor_class_path", container["args"][1]]
         assert "{{$}}" in container["args"], task
     # The gate orders Transform after validation though no artifact flows between them; the baseline
@@ -103,6 +103,9 @@ def test_the_open_source_target_is_a_pipeline_spec_kfp_loads(compiled):
     assert not any("lifecycle" in e["container"] for e in _executors(spec).values())
     for task in spec["root"]["dag"]["tasks"]:
         kfp_launcher.container(spec, task)
+    # Under gs:// the state is in the bucket: no volume to mount, a single YAML document.
+    with open(compiled["paths"]["kubeflow"]) as f:
+        assert len([d for d in yaml.safe_load_all(f) if d]) == 1
     loaded = kfp_components.load_component_from_file(compiled["paths"]["kubeflow"])
     assert loaded.name == configs.PIPELINE_NAME and loaded.pipeline_spec.schema_version == "2.1.0"
     assert set(loaded.pipeline_spec.root.dag.tasks) == TASKS
@@ -112,6 +115,30 @@ def test_the_vertex_target_is_a_pipeline_job_with_the_ingestion_driver(compiled)
     assert compiled["job"]["runtimeConfig"]["gcsOutputDirectory"] == ROOT
     ingestion = _executors(compiled["vertex"])["DigitExampleGen"]["container"]
     assert ingestion["lifecycle"]["preCacheCheck"]["command"] == DRIVER
+
+
+def test_under_minio_every_task_mounts_the_state_volume(tmp_path):
+    """The backend's own root (the default): the served models and the drift reference live on the
+    PersistentVolumeClaim, which the tasks that use it mount in the platform spec (kfp-kubernetes' format)."""
+    path = str(tmp_path / "digits.yaml")
+    assert main.main(["compile", "--target", "kubeflow", "--output-file", path, "--image", IMAGE]) == 0
+    spec, platform = kubeflow_runner.load_documents(path)
+    assert spec["defaultPipelineRoot"] == configs.KUBEFLOW_PIPELINE_ROOT == "minio://mlpipeline/v2/artifacts"
+    tasks = spec["root"]["dag"]["tasks"]
+    parameters = {k: v["runtimeValue"]["constant"] for k, v in tasks["ServedBaseline"]["inputs"]["parameters"].items()}
+    assert parameters == {"serving_model_dir": f"{configs.KUBEFLOW_STATE_MOUNT}/serving_model/{configs.PIPELINE_NAME}"}
+    reference = tasks["AnomalyGate"]["inputs"]["parameters"]["reference"]["runtimeValue"]["constant"]
+    assert reference == f"{configs.KUBEFLOW_STATE_MOUNT}/validated_statistics_reference.txt"
+    volume = (configs.KUBEFLOW_STATE_PVC, configs.KUBEFLOW_STATE_MOUNT)
+    mounting = {task for task in tasks if kfp_launcher.pvc_mounts(platform, spec, task) == [volume]}
+    assert mounting == {"ServedBaseline", "AnomalyGate", "Pusher"}
+    assert all(kfp_launcher.pvc_mounts(platform, spec, task) == [] for task in set(tasks) - mounting)
+    # The form both KFP 2.2 (strict, no pvcNameParameter) and 2.5 read; kfp loads the file.
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {json.dumps(c, sort_keys=True) for c in executors.values()} == {
+        json.dumps({"pvcMount": [{"constant": "digits-state", "mountPath": "/digits-state"}]}, sort_keys=True)
+    }
+    assert kfp_components.load_component_from_file(path).name == configs.PIPELINE_NAME
 
 
 def _dockerfile_copies() -> set:
@@ -141,3 +168,8 @@ def test_the_image_holds_what_the_spec_names(compiled):
         p for p in os.listdir(configs.PROJECT_ROOT) if os.path.isfile(f"{configs.PROJECT_ROOT}/{p}/__init__.py")
     }
     assert packages - {"tests", "benchmarks"} <= copied
+    # Tasks run unprivileged, and can write the launcher's folders and the state volume's mount point.
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    made = re.search(r"mkdir -p ([^\\&\n]+)", dockerfile).group(1).split()
+    assert set(made) >= {"/minio", "/s3", "/gcs", configs.KUBEFLOW_STATE_MOUNT}

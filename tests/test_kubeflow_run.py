@@ -1,10 +1,10 @@
-"""The compiled Kubeflow Pipelines spec, executed here task by task as the KFP launcher runs it (TFX's own
-container entrypoint in each task, `tests/kfp_launcher.py`), with the gate's semantics of a local run: a
-first run with no baseline and no reference pushes; a one-step model under an impossible bar pushes
-nothing, refused by both the bar and the comparison with the served model; a vanished class stops the
-run at the gate. The runs share one pipeline root, as the runs of a pipeline on a cluster do. (Each task runs TFX's
-entrypoint in a process forked from one that imported it once, without the 6 s import every pod pays:
-`tests/kfp_launcher.py`.)"""
+"""The compiled Kubeflow Pipelines spec, run task by task on the KFP backend's contract
+(`tests/kfp_launcher.py`: artifacts on an S3 server, inputs typed blank and named by store ids, metadata
+round-tripped through the store, an `executor-logs` output, each task a fresh process in a private mount
+namespace), with the gate's semantics of a local run: a first run with no baseline and no reference
+pushes; a second run on the same store and volume sees the first's served model as its baseline and its
+statistics as the drift reference, and a one-step model under an impossible bar pushes nothing; a
+vanished class stops the run at the gate."""
 
 import dataclasses
 import os
@@ -13,56 +13,72 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from components.anomaly_gate import REFERENCE_COPIES
 from components.baseline import SERVED_VERSION
 from models import features
 from pipeline import configs, kubeflow_runner
 from tests import kfp_launcher, support
 
-pytestmark = pytest.mark.component
+pytestmark = [
+    pytest.mark.component,
+    pytest.mark.skipif(kfp_launcher.runnable() is not None, reason=str(kfp_launcher.runnable())),
+]
+
+IMAGE = "registry.example/team/digits-tfx:1"
+SMOKE = configs.PROFILES["smoke"]
 
 
 @dataclasses.dataclass
-class Cluster:
-    """A pipeline root that runs share, and the data the runs read."""
+class Project:
+    """Compiles the smoke pipeline as `digits compile` would, and runs it on a cluster."""
 
-    root: str
-    data: str
+    cluster: kfp_launcher.Cluster
+    folder: str
     count: int = 0
 
     @property
+    def volume(self) -> str:
+        return self.cluster.volume(configs.KUBEFLOW_STATE_PVC)
+
+    @property
     def serving_model_dir(self) -> str:
-        return os.path.join(self.root, "serving_model", features.MODEL_NAME)
+        return configs.serving_model_dir(self.volume, features.MODEL_NAME)
 
     def served(self):
         return sorted(os.listdir(self.serving_model_dir)) if os.path.isdir(self.serving_model_dir) else []
 
-    def run(self, data: str = "", **overrides) -> kfp_launcher.Run:
-        """Compiles the smoke pipeline with `overrides` (as `digits compile` would) and runs it."""
+    def in_pod(self, path: str) -> str:
+        """A path on the state volume as the pods see it."""
+        return os.path.join(configs.KUBEFLOW_STATE_MOUNT, os.path.relpath(path, self.volume))
+
+    def run(self, data: str = configs.DATA_ROOT, pipeline_root: str = "", **overrides) -> kfp_launcher.Run:
         self.count += 1
         trainer = {k: overrides.pop(k) for k in ("epochs", "steps_per_epoch") if k in overrides}
-        settings = configs.settings("smoke", data_root=data or self.data, schema_path=configs.SCHEMA_PATH, **overrides)
+        settings = configs.settings("smoke", data_root=data, schema_path=configs.SCHEMA_PATH, **overrides)
         settings = dataclasses.replace(settings, trainer=dataclasses.replace(settings.trainer, **trainer))
         spec = kubeflow_runner.compile_pipeline(
-            settings, os.path.join(self.root, f"spec-{self.count}.yaml"), pipeline_root=self.root
+            settings, os.path.join(self.folder, f"spec-{self.count}.yaml"), pipeline_root=pipeline_root, image=IMAGE
         )
-        return kfp_launcher.run_spec(spec, f"run-{self.count}")
-
-
-SMOKE = configs.PROFILES["smoke"]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """The smoke profile's data: the first records of the bundled MNIST, read where they are."""
-    return Cluster(str(tmp_path_factory.mktemp("kfp") / "pipeline_root"), configs.DATA_ROOT)
+        # As `kfp.Client().create_run_from_pipeline_package(spec, pipeline_root=...)`.
+        return self.cluster.run(spec, f"run-{self.count}", pipeline_root=pipeline_root or None)
 
 
 @pytest.fixture(scope="module")
-def first(cluster):
-    return cluster.run(min_accuracy=0.5)
+def project(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kfp")
+    cluster = kfp_launcher.Cluster(str(folder / "cluster"), kfp_version="2.5")
+    yield Project(cluster, str(folder))
+    cluster.stop()
 
 
-def test_first_run_pushes_without_baseline_or_reference(cluster, first):
+@pytest.fixture(scope="module")
+def first(project):
+    """The README's way: compiled without a root, run without one: the backend's `minio://` default."""
+    return project.run(min_accuracy=0.5)
+
+
+def test_first_run_pushes_without_baseline_or_reference(project, first):
+    assert first.pipeline_root.startswith(configs.KUBEFLOW_PIPELINE_ROOT + "/digits/run-1")
     assert first.metadata("ServedBaseline", "baseline")[SERVED_VERSION] == 0
     assert "No model served from" in first.logs["ServedBaseline"]
     assert "No drift check: no data passed this gate before" in first.logs["AnomalyGate"]
@@ -71,8 +87,8 @@ def test_first_run_pushes_without_baseline_or_reference(cluster, first):
     # The canary served the candidate from inside its task (the project's server in a subprocess).
     assert first.metadata("ServingCanary", "blessing")["blessed"] == 1
     assert first.metadata("Pusher", "pushed_model")["pushed"] == 1
-    (version,) = cluster.served()
-    model = tf.saved_model.load(os.path.join(cluster.serving_model_dir, version))
+    (version,) = project.served()
+    model = tf.saved_model.load(os.path.join(project.serving_model_dir, version))
     pixels, labels = support.mnist_digits("t10k", 100)
     answers = model.signatures[features.IMAGES_SIGNATURE](**{features.IMAGES_INPUT: tf.constant(pixels, tf.float32)})
     assert (answers[features.DIGIT_OUTPUT].numpy() == labels).mean() > 0.5
@@ -80,39 +96,53 @@ def test_first_run_pushes_without_baseline_or_reference(cluster, first):
     examples = first.metadata("DigitExampleGen", "examples")
     assert examples["input_fingerprint"].startswith("split:train,num_files:2") and examples["custom:span"] == 0
     assert "Verified 4 checksums" in first.logs["DigitExampleGen"]
-    # The gate recorded the data as the next run's drift reference, under the pipeline root.
-    with open(os.path.join(cluster.root, "validated_statistics_reference.txt")) as f:
-        assert f.read().strip() == first.uri("AnomalyGate", "validated_statistics")
+    # Artifacts are on the object store, under their store URIs (not the pods' local copies).
+    uri = first.uri("DigitExampleGen", "examples")
+    assert uri.startswith(first.pipeline_root + "/DigitExampleGen/")
+    keys = project.cluster.objects.keys(uri)
+    assert {k.split("/")[-2] for k in keys} >= {"Split-train", "Split-eval", "Split-test"}
+    # Every task's log is its executor-logs artifact, beside the outputs TFX wrote.
+    logs = project.cluster.objects.keys(first.uri("Trainer", kfp_launcher.EXECUTOR_LOGS))
+    assert [k.split("/")[-1] for k in logs] == ["log.txt"]
+    # The gate recorded the data as the next run's drift reference, on the state volume.
+    with open(configs.reference_file(project.volume)) as f:
+        kept = f.read().strip()
+    assert os.path.dirname(kept) == os.path.join(configs.KUBEFLOW_STATE_MOUNT, REFERENCE_COPIES)
+    # What each pod needed, against what the spec asks the cluster for.
+    for task, peak_mb in first.peak_mb.items():
+        assert peak_mb < kubeflow_runner.resources(task)["memoryRequest"] * 1000, (task, first.peak_mb)
 
 
-def test_an_impossible_bar_and_a_worse_model_push_nothing(cluster, first):
+def test_a_second_run_sees_the_first_as_baseline_and_reference(project, first):
     """One training step against an accuracy bar of 100%: the Evaluator refuses it on both counts, the
-    bar and the served model (the baseline ServedBaseline found, with the reference the gate used)."""
-    served = cluster.served()
-    run = cluster.run(min_accuracy=1.0, epochs=1, steps_per_epoch=1)
+    bar and the served model (the baseline ServedBaseline found on the volume, with the reference the
+    gate kept there)."""
+    served = project.served()
+    with open(configs.reference_file(project.volume)) as f:
+        reference = f.read().strip()
+    run = project.run(min_accuracy=1.0, epochs=1, steps_per_epoch=1)
     assert run.metadata("ServedBaseline", "baseline")[SERVED_VERSION] == int(served[-1])
     assert "evaluating the candidate alone" not in run.logs["Evaluator"]
-    assert (
-        f"Drift check against the last validated statistics, {first.uri('AnomalyGate', 'validated_statistics')}"
-        in (run.logs["AnomalyGate"])
-    )
-    validation = tfma.load_validation_result(run.uri("Evaluator", "evaluation"))
+    assert f"Drift check against the last validated statistics, {reference}" in run.logs["AnomalyGate"]
+    evaluation = os.path.join(project.folder, "evaluation")
+    project.cluster.objects.download(run.uri("Evaluator", "evaluation"), evaluation)
+    validation = tfma.load_validation_result(evaluation)
     failures = [f for s in validation.metric_validations_per_slice for f in s.failures]
     kinds = {"change" if f.metric_key.is_diff else "value" for f in failures}
     assert kinds == {"change", "value"}, failures
     assert run.metadata("Evaluator", "blessing")["blessed"] == 0
     assert run.metadata("Pusher", "pushed_model")["pushed"] == 0
-    assert cluster.served() == served
+    assert project.served() == served
 
 
-def test_a_vanished_class_stops_the_run_at_the_gate(cluster, first, tmp_path):
+def test_a_vanished_class_stops_the_run_at_the_gate(project, first, tmp_path):
     images, labels = support.mnist_digits("train", SMOKE.train_limit)
     keep = labels != 7
     support.write_idx(str(tmp_path), "train", images[keep], labels[keep])
     support.write_idx(str(tmp_path), "t10k", *support.mnist_digits("t10k", SMOKE.test_limit))
-    served = cluster.served()
+    served = project.served()
     with pytest.raises(kfp_launcher.TaskFailedError) as failed:
-        cluster.run(data=str(tmp_path), min_accuracy=0.0)
+        project.run(data=str(tmp_path), min_accuracy=0.0)
     assert failed.value.task == "AnomalyGate"
     assert "against the last validated data: distribution drift" in failed.value.log
-    assert cluster.served() == served
+    assert project.served() == served

@@ -137,9 +137,18 @@ def _configs(exec_properties: Dict[str, Any]):
 def fingerprint_inputs(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     """Span, version and fingerprint of the input files, as TFX's FileBasedExampleGen driver works them
     out; for orchestrators that run the executor without that driver (open-source Kubeflow Pipelines),
-    so that the Examples artifact records what was read wherever it runs."""
+    so that the Examples artifact records what was read wherever it runs.
+
+    Where the driver ran first, its values are kept, typed as TFX's executor needs them: Vertex AI runs
+    TFX's Kubeflow driver (`lifecycle.preCacheCheck`), whose ExecutorOutput carries the span as a JSON
+    number (a float) and no version at all for patterns without `{VERSION}`."""
     if exec_properties.get(utils.FINGERPRINT_PROPERTY_NAME):
-        return exec_properties
+        version = exec_properties.get(utils.VERSION_PROPERTY_NAME)
+        return {
+            **exec_properties,
+            utils.SPAN_PROPERTY_NAME: int(exec_properties.get(utils.SPAN_PROPERTY_NAME) or 0),
+            utils.VERSION_PROPERTY_NAME: None if version is None else int(version),
+        }
     input_config, _ = _configs(exec_properties)
     processor = input_processor.FileBasedInputProcessor(exec_properties[specs.INPUT_BASE_KEY], input_config.splits)
     span, version = processor.resolve_span_and_version()
