@@ -26,7 +26,7 @@ import json
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import yaml
 from google.protobuf import json_format
@@ -217,11 +217,3 @@ def _serialise(target: str, documents: List[Dict[str, Any]]) -> str:
         return header + yaml.safe_dump_all([job["pipelineSpec"], *platform], sort_keys=True)
     return json.dumps(job, sort_keys=True, indent=1)
 
-
-def load_documents(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """A compiled KFP file: its PipelineSpec and its platform spec ({} when it has none)."""
-    with open(path) as f:
-        documents = [d for d in yaml.safe_load_all(f) if d]
-    spec = documents[0]
-    platform = documents[1] if len(documents) > 1 else {}
-    return spec, platform

@@ -45,7 +45,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from moto.server import ThreadedMotoServer
 
-from pipeline import configs, kubeflow_executor, kubeflow_runner
+from pipeline import configs, kubeflow_executor
 
 DOCKERFILE = os.path.join(configs.PROJECT_ROOT, "Dockerfile")
 OUTPUT_METADATA = "/tmp/kfp_outputs/output_metadata.json"
@@ -185,14 +185,14 @@ class Run:
 
     run_id: str
     pipeline_root: str
+    kfp_version: str
+    store: MetadataStore
     outputs: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)
     """task -> output key -> artifact id in the metadata store."""
     logs: Dict[str, str] = dataclasses.field(default_factory=dict)
     peak_mb: Dict[str, float] = dataclasses.field(default_factory=dict)
-    store: Optional[MetadataStore] = None
 
     def artifact(self, task: str, key: str) -> Dict[str, Any]:
-        assert self.store is not None
         return self.store.artifacts[self.outputs[task][key]]
 
     def metadata(self, task: str, key: str) -> Dict[str, Any]:
@@ -200,6 +200,18 @@ class Run:
 
     def uri(self, task: str, key: str) -> str:
         return self.artifact(task, key)["uri"]
+
+
+def load(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """A compiled file: its PipelineSpec (out of a Vertex AI PipelineJob too) and its Kubernetes platform
+    spec ({} when it has none), as the API server reads a multi-document YAML (`v2_template.go` L157)."""
+    import yaml
+
+    with open(path) as f:
+        documents = [d for d in yaml.safe_load_all(f) if d]
+    spec = documents[0].get("pipelineSpec", documents[0])
+    platform = documents[1] if len(documents) > 1 else {}
+    return spec, platform
 
 
 def image_environment(dockerfile: str = DOCKERFILE) -> Dict[str, str]:
@@ -281,18 +293,31 @@ class Cluster:
         os.makedirs(path, exist_ok=True)
         return path
 
-    def run(self, spec_path: str, run_id: str, pipeline_root: Optional[str] = None, parallel: int = 2) -> Run:
+    def run(
+        self,
+        spec_path: str,
+        run_id: str,
+        pipeline_root: Optional[str] = None,
+        kfp_version: Optional[str] = None,
+        parallel: int = 2,
+        only: Optional[List[str]] = None,
+    ) -> Run:
         """Runs every task of the spec, each once its upstream tasks are done, up to `parallel` at a time.
         The root is the run's (`pipeline_root`), else the backend's default, as the API server ignores
         the spec's `defaultPipelineRoot` (`apiserver/template/template.go` L164, `config/env.go` L76-82).
-        A failing task raises TaskFailedError once the tasks already running have finished."""
-        spec, platform = kubeflow_runner.load_documents(spec_path)
+        A failing task raises TaskFailedError once the tasks already running have finished. `kfp_version`
+        overrides the cluster's for this run (a cluster upgraded between runs); `only` runs just those
+        tasks, which must need no other."""
+        kfp_version = kfp_version or self.kfp_version
+        if kfp_version not in KFP_VERSIONS:
+            raise ValueError(f"KFP {kfp_version}: this launcher follows {', '.join(KFP_VERSIONS)}")
+        spec, platform = load(spec_path)
         root = pipeline_root or configs.KUBEFLOW_PIPELINE_ROOT
         if not root.startswith(("minio://", "s3://", "gs://")):
             raise ValueError(f'parse bucket config failed: unrecognized pipeline root format: "{root}"')
         self.objects.make_bucket(root)
-        run = Run(run_id, f"{root.rstrip('/')}/{spec['pipelineInfo']['name']}/{run_id}", store=self.metadata)
-        waiting = sorted(spec["root"]["dag"]["tasks"])
+        run = Run(run_id, f"{root.rstrip('/')}/{spec['pipelineInfo']['name']}/{run_id}", kfp_version, self.metadata)
+        waiting = sorted(only or spec["root"]["dag"]["tasks"])
         done: set = set()
         running: Dict[concurrent.futures.Future, str] = {}
         failure: Optional[BaseException] = None
@@ -314,7 +339,7 @@ class Cluster:
         if failure is not None:
             raise failure
         if waiting:
-            raise ValueError(f"tasks never ready (a cycle?): {waiting}")
+            raise ValueError(f"tasks never ready (a cycle, or upstream tasks not run): {waiting}")
         return run
 
     def executor_input(self, spec: Dict[str, Any], task: str, run: Run) -> Dict[str, Any]:
@@ -332,7 +357,7 @@ class Cluster:
             artifact_id = run.outputs[source["producerTask"]][source["outputArtifactKey"]]
             artifacts[name] = {"artifacts": [self.metadata.runtime_artifact(artifact_id)]}
         declared = copy.deepcopy(_component(spec, task).get("outputDefinitions", {}).get("artifacts", {}))
-        if self.kfp_version >= "2.5" and not self.vertex:
+        if run.kfp_version >= "2.5" and not self.vertex:
             declared[EXECUTOR_LOGS] = {"artifactType": {"schemaTitle": "system.Artifact"}}
         outputs = {}
         for key, output in declared.items():
@@ -398,7 +423,7 @@ class Cluster:
             artifact["metadata"].update(given.get("metadata", {}))
             if os.path.exists(local(artifact["uri"])):
                 self.objects.upload(local(artifact["uri"]), artifact["uri"])
-            outputs[key] = self.metadata.record(key, artifact, self.kfp_version)
+            outputs[key] = self.metadata.record(key, artifact, run.kfp_version)
         run.outputs[task] = outputs
 
     def _pod_process(

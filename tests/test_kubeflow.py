@@ -122,7 +122,7 @@ def test_under_minio_every_task_mounts_the_state_volume(tmp_path):
     PersistentVolumeClaim, which the tasks that use it mount in the platform spec (kfp-kubernetes' format)."""
     path = str(tmp_path / "digits.yaml")
     assert main.main(["compile", "--target", "kubeflow", "--output-file", path, "--image", IMAGE]) == 0
-    spec, platform = kubeflow_runner.load_documents(path)
+    spec, platform = kfp_launcher.load(path)
     assert spec["defaultPipelineRoot"] == configs.KUBEFLOW_PIPELINE_ROOT == "minio://mlpipeline/v2/artifacts"
     tasks = spec["root"]["dag"]["tasks"]
     parameters = {k: v["runtimeValue"]["constant"] for k, v in tasks["ServedBaseline"]["inputs"]["parameters"].items()}

@@ -140,6 +140,18 @@ def test_the_executor_output_names_store_uris_again(tmp_path):
     json_format.ParseDict(written, pipeline_spec_pb2.ExecutorOutput())  # Still what the launcher parses.
 
 
+def test_local_output_folders_are_made_before_the_executor_runs(tmp_path):
+    """The launcher makes only their parents; executors such as the canary's write straight into them.
+    Outputs on a store TensorFlow opens itself are left as TFX leaves them."""
+    blessing = {"type": {"instanceSchema": "title: tfx.InfraBlessing\n"}, "uri": str(tmp_path / "local" / "blessing")}
+    model = {"type": {"instanceSchema": "title: tfx.Model\n"}, "uri": str(tmp_path / "direct" / "model")}
+    executor_input = {
+        "outputs": {"artifacts": {"blessing": {"artifacts": [blessing]}, "model": {"artifacts": [model]}}}
+    }
+    kubeflow_executor.make_local_output_dirs(executor_input, {blessing["uri"]: "minio://b/blessing"})
+    assert os.path.isdir(blessing["uri"]) and not os.path.exists(tmp_path / "direct")
+
+
 def test_vertex_ingestion_takes_the_drivers_span_and_missing_version():
     """Vertex AI runs TFX's ingestion driver first; its ExecutorOutput carries `span` as a JSON number
     and, for patterns without {VERSION}, no version. TFX's own update fails on both."""

@@ -51,7 +51,9 @@ class Project:
         """A path on the state volume as the pods see it."""
         return os.path.join(configs.KUBEFLOW_STATE_MOUNT, os.path.relpath(path, self.volume))
 
-    def run(self, data: str = configs.DATA_ROOT, pipeline_root: str = "", **overrides) -> kfp_launcher.Run:
+    def run(
+        self, data: str = configs.DATA_ROOT, pipeline_root: str = "", kfp_version: str = "2.5", **overrides
+    ) -> kfp_launcher.Run:
         self.count += 1
         trainer = {k: overrides.pop(k) for k in ("epochs", "steps_per_epoch") if k in overrides}
         settings = configs.settings("smoke", data_root=data, schema_path=configs.SCHEMA_PATH, **overrides)
@@ -60,7 +62,7 @@ class Project:
             settings, os.path.join(self.folder, f"spec-{self.count}.yaml"), pipeline_root=pipeline_root, image=IMAGE
         )
         # As `kfp.Client().create_run_from_pipeline_package(spec, pipeline_root=...)`.
-        return self.cluster.run(spec, f"run-{self.count}", pipeline_root=pipeline_root or None)
+        return self.cluster.run(spec, f"run-{self.count}", pipeline_root or None, kfp_version)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,8 @@ def first(project):
 
 
 def test_first_run_pushes_without_baseline_or_reference(project, first):
-    assert first.pipeline_root.startswith(configs.KUBEFLOW_PIPELINE_ROOT + "/digits/run-1")
+    assert first.pipeline_root == configs.KUBEFLOW_PIPELINE_ROOT + "/digits/run-1"
+    assert "store_session_info" in first.metadata("DigitExampleGen", "examples")  # KFP 2.5's round trip.
     assert first.metadata("ServedBaseline", "baseline")[SERVED_VERSION] == 0
     assert "No model served from" in first.logs["ServedBaseline"]
     assert "No drift check: no data passed this gate before" in first.logs["AnomalyGate"]
@@ -116,11 +119,13 @@ def test_first_run_pushes_without_baseline_or_reference(project, first):
 def test_a_second_run_sees_the_first_as_baseline_and_reference(project, first):
     """One training step against an accuracy bar of 100%: the Evaluator refuses it on both counts, the
     bar and the served model (the baseline ServedBaseline found on the volume, with the reference the
-    gate kept there)."""
+    gate kept there). The cluster is KFP 2.2 this time: no `executor-logs`, no `store_session_info`."""
     served = project.served()
     with open(configs.reference_file(project.volume)) as f:
         reference = f.read().strip()
-    run = project.run(min_accuracy=1.0, epochs=1, steps_per_epoch=1)
+    run = project.run(min_accuracy=1.0, epochs=1, steps_per_epoch=1, kfp_version="2.2")
+    assert kfp_launcher.EXECUTOR_LOGS not in run.outputs["Trainer"]
+    assert "store_session_info" not in run.metadata("Trainer", "model")
     assert run.metadata("ServedBaseline", "baseline")[SERVED_VERSION] == int(served[-1])
     assert "evaluating the candidate alone" not in run.logs["Evaluator"]
     assert f"Drift check against the last validated statistics, {reference}" in run.logs["AnomalyGate"]
@@ -136,13 +141,35 @@ def test_a_second_run_sees_the_first_as_baseline_and_reference(project, first):
 
 
 def test_a_vanished_class_stops_the_run_at_the_gate(project, first, tmp_path):
+    """Under an `s3://` root this time: the drift reference is the first run's, kept on the volume."""
     images, labels = support.mnist_digits("train", SMOKE.train_limit)
     keep = labels != 7
     support.write_idx(str(tmp_path), "train", images[keep], labels[keep])
     support.write_idx(str(tmp_path), "t10k", *support.mnist_digits("t10k", SMOKE.test_limit))
     served = project.served()
     with pytest.raises(kfp_launcher.TaskFailedError) as failed:
-        project.run(data=str(tmp_path), min_accuracy=0.0)
+        project.run(data=str(tmp_path), pipeline_root="s3://digits-artifacts/tfx", min_accuracy=0.0)
     assert failed.value.task == "AnomalyGate"
     assert "against the last validated data: distribution drift" in failed.value.log
+    assert project.cluster.objects.keys("s3://digits-artifacts/tfx/digits")  # Its artifacts went there.
     assert project.served() == served
+
+
+def test_vertex_runs_tfxs_ingestion_driver_before_the_executor(tmp_path):
+    """Vertex AI runs the `lifecycle.preCacheCheck` hook (TFX's FileBasedExampleGen driver) first, with the
+    same ExecutorInput and output file; the span it reports as a float and the version it leaves out
+    reach DigitExampleGen's executor. Ingestion only: the rest of a Vertex run needs `gs://`, which no GCS
+    emulator from PyPI serves to TensorFlow (docs/kubeflow.md), so its artifacts go to the S3 server."""
+    cluster = kfp_launcher.Cluster(str(tmp_path / "vertex"), vertex=True)
+    try:
+        settings = configs.settings("smoke", data_root=configs.DATA_ROOT, schema_path=configs.SCHEMA_PATH)
+        job = kubeflow_runner.compile_pipeline(settings, str(tmp_path / "job.json"), "vertex", "gs://b/tfx", IMAGE)
+        run = cluster.run(job, "vertex-1", configs.KUBEFLOW_PIPELINE_ROOT, only=[kubeflow_runner.INGESTION])
+        assert cluster.objects.keys(run.uri(kubeflow_runner.INGESTION, "examples"))
+    finally:
+        cluster.stop()
+    log = run.logs[kubeflow_runner.INGESTION]
+    assert "Calculated span: 0" in log and "Calculated fingerprint: split:train,num_files:2" in log
+    examples = run.metadata(kubeflow_runner.INGESTION, "examples")
+    assert examples["custom:span"] == 0 and examples["input_fingerprint"].startswith("split:train,num_files:2")
+    assert "version" not in examples and "custom:version" not in examples
