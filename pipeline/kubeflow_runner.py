@@ -216,4 +216,3 @@ def _serialise(target: str, documents: List[Dict[str, Any]]) -> str:
         header = f"# PipelineSpec {SCHEMA_VERSION} for the open-source Kubeflow Pipelines 2.x backend.\n"
         return header + yaml.safe_dump_all([job["pipelineSpec"], *platform], sort_keys=True)
     return json.dumps(job, sort_keys=True, indent=1)
-
