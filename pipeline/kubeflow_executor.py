@@ -3,7 +3,7 @@
 
 TFX 1.16's entrypoint was written against Vertex AI's launcher. The open-source KFP 2.x backend hands a
 task something else (kubeflow/pipelines `backend/src/v2/driver/` and `component/launcher_v2.go`, tags
-2.2.0-2.5.0; `docs/kubeflow.md` cites the lines):
+2.2.0-2.5.0; `tests/kfp_launcher.py` cites the lines):
 
 - Input artifacts typed `{"instanceSchema": ""}`: the driver rebuilds them from ML Metadata, where only
   the type's name is kept. TFX reads the title out of that YAML and crashes on the empty string

@@ -1,8 +1,8 @@
 """Compiles the pipeline for Kubeflow Pipelines: the open-source KFP 2.x backend, or Vertex AI Pipelines.
 
 Both targets are compiled by TFX's KubeflowV2DagRunner from the same `create_pipeline`, as PipelineSpec
-schema 2.1.0, and then adjusted for what the orchestrator runs (docs/kubeflow.md cites the backend's
-source for each point):
+schema 2.1.0, and then adjusted for what the orchestrator runs (docs/kubeflow.md says why;
+`tests/kfp_launcher.py` cites the backend's source for each point):
 
 - Every task runs `pipeline.kubeflow_executor`, TFX's entrypoint given an ExecutorInput it can read (the
   open-source driver types inputs blank, KFP 2.5 adds an `executor-logs` output, artifacts live on
