@@ -12,8 +12,8 @@ schema 2.1.0, and then adjusted for what the orchestrator runs (docs/kubeflow.md
   the input files so that unchanged data is a cache hit on Vertex AI), so the hook is left out and
   DigitExampleGen, which then fingerprints its files itself, is never taken from KFP's cache: a changed
   file at the same path is always read. Under a `minio://` or `s3://` root the served models and the
-  drift reference live on a PersistentVolumeClaim that every task mounts (a second YAML document, the
-  Kubernetes platform spec of kfp-kubernetes); under `gs://`, in the bucket.
+  drift reference live on a PersistentVolumeClaim that the tasks using them mount (a second YAML
+  document, the Kubernetes platform spec of kfp-kubernetes); under `gs://`, in the bucket.
 - `vertex` (Vertex AI Pipelines): the PipelineJob JSON, driver included; `gs://` roots only.
 
 Every task carries CPU and memory requests and limits (`configs.KUBEFLOW_RESOURCES`), in the fields
