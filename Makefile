@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PROFILE ?= standard
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: setup browser run smoke check test test-fast lock clean
+.PHONY: setup browser run smoke check docs test test-fast lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,19 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed (as root: apt-get install chromium); the drawing-page test will be skipped"; fi; }
 
-# Lint, format and types of the package code (configured in pyproject.toml).
+# Lint, format and types of the package code (configured in pyproject.toml); BENCHMARKS.md and the
+# README's results table as the records in benchmarks/results/ give them; the docs site, where a broken
+# link or anchor fails the build.
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m benchmarks.results --check
+	$(BIN)/python -m mkdocs build --strict --quiet
+
+# The documentation site, served with live reload on 127.0.0.1:8000 (`make check` builds it into build/site/).
+docs: setup
+	$(BIN)/python -m mkdocs serve --dev-addr 127.0.0.1:8000
 
 # The unit tests only: no pipeline run, no trained model (under a minute).
 test-fast: setup
@@ -50,4 +58,4 @@ lock: $(BIN)/uv
 	$(BIN)/uv pip compile requirements/requirements.in --python-version 3.11 -o requirements/requirements.lock
 
 clean:
-	rm -rf $(VENV) output
+	rm -rf $(VENV) output build

@@ -63,6 +63,7 @@ setup(
             "playwright>=1.40",
             "ruff",
             "mypy",
+            "mkdocs>=1.6",
         ]
     },
     entry_points={"console_scripts": ["digits=cli.main:main"]},

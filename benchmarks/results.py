@@ -180,7 +180,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(records: Sequence[Record], decisions_link: str = "docs/decisions/") -> str:
+def render(records: Sequence[Record], decisions_link: str = "docs/decisions/index.md") -> str:
     """BENCHMARKS.md from `records`: a section per topic, a row per measurement (its newest run, and
     the spread of every figure over its runs), then the levers tried and not kept in one table.
     `decisions_link` is where the decision records are, relative to the page being written."""
