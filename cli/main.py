@@ -12,11 +12,9 @@ hands it to the runner; heavy imports happen only in the command that needs them
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 import time
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from cli.logs import quiet_native_logs, setup_logging
 
@@ -27,6 +25,7 @@ from models import features
 from models.config import PRECISIONS, STRATEGIES
 from pipeline import configs
 from serving import config as serving_config
+from serving import main as serving_main
 
 if TYPE_CHECKING:
     from pipeline import summary
@@ -110,61 +109,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _server_options(args: argparse.Namespace) -> serving_config.ServerOptions:
-    """The serve flags (TF Serving's names) -> server options; config files are read here, so that a
-    mistake in one is reported before anything loads."""
-    if args.model_config_file:
-        models = serving_config.read_model_config(args.model_config_file)
-    else:
-        models = serving_config.single_model(args.model_name, args.model_base_path)
-    batching = serving_config.BatchingOptions()
-    if args.batching_parameters_file:
-        if not args.enable_batching:
-            raise serving_config.ConfigError("--batching_parameters_file is set without setting --enable_batching")
-        batching = serving_config.read_batching_parameters(args.batching_parameters_file)
-    prometheus: Optional[str] = serving_config.PROMETHEUS_PATH
-    if args.monitoring_config_file:
-        prometheus = serving_config.read_monitoring_config(args.monitoring_config_file)
-    return serving_config.ServerOptions(
-        models=models,
-        host=args.host,
-        port=None if args.port < 0 else args.port,
-        rest_api_port=None if args.rest_api_port < 0 else args.rest_api_port,
-        model_config_file=args.model_config_file,
-        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
-        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
-        enable_batching=args.enable_batching,
-        batching=batching,
-        enable_model_warmup=args.enable_model_warmup,
-        rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
-        prometheus_path=prometheus,
-    )
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from serving.server import ModelServer
-
-    try:
-        options = _server_options(args)
-        server = ModelServer(options).start()
-    except (serving_config.ConfigError, OSError) as e:
-        print(f"serve failed: {e}", file=sys.stderr)
-        return 1
-    rest = f"{server.rest_url}/v1/models/<name>  (drawing page: {server.rest_url}/, API: {server.rest_url}/docs)"
-    print(
-        f"Serving {', '.join(server.core.model_names)}\n  REST  {rest if server.rest_port else 'off'}\n"
-        f"  gRPC  {f'{options.host}:{server.grpc_port}' if server.grpc_port else 'off'}\n"
-        "Ctrl-C (or SIGTERM) stops, finishing the requests in flight.",
-        flush=True,
-    )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    server.stop()
-    return 0
+    return serving_main.serve(args)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -294,73 +241,16 @@ def _pipeline_flags() -> argparse.ArgumentParser:
 
 
 def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    serve = commands.add_parser("serve", help="serve pushed models with TF Serving's REST and gRPC APIs")
-    flag: Callable[..., object] = serve.add_argument
-    flag(
-        "--model_base_path",
-        "--model-base-path",
-        default=configs.serving_model_dir(configs.OUTPUT_ROOT),
-        help="folder of integer version folders, as the Pusher writes them",
+    """`python -m serving`'s flags (one per `ServerOptions` field that declares it), serving the
+    pipeline's own output folder unless told otherwise."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve pushed models with TF Serving's REST and gRPC APIs",
+        description=serving_main.DESCRIPTION,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    flag("--model_name", "--model-name", default=features.MODEL_NAME)
-    flag(
-        "--model_config_file",
-        default=None,
-        help="TF Serving's model config (model_config_list text proto: several models, version policies, "
-        "version labels); replaces --model_name/--model_base_path",
-    )
-    flag(
-        "--model_config_file_poll_wait_seconds",
-        type=float,
-        default=SERVE_DEFAULTS.model_config_file_poll_wait_seconds,
-        help="re-read the model config file this often (0: once)",
-    )
-    flag("--host", default=SERVE_DEFAULTS.host, help="interface to bind; 0.0.0.0 exposes the server")
-    flag(
-        "--rest_api_port",
-        "--rest-port",
-        type=int,
-        default=SERVE_DEFAULTS.rest_api_port,
-        help="REST port (0: a free one, printed at start; -1: no REST)",
-    )
-    flag("--port", "--grpc-port", type=int, default=SERVE_DEFAULTS.port, help="gRPC port (0: a free one; -1: no gRPC)")
-    flag(
-        "--file_system_poll_wait_seconds",
-        "--poll-seconds",
-        type=float,
-        default=SERVE_DEFAULTS.file_system_poll_wait_seconds,
-        help="how often to look for new versions",
-    )
-    flag(
-        "--enable_batching",
-        action="store_true",
-        help="batch concurrent requests together (TF Serving's server-side batching)",
-    )
-    flag("--batching_parameters_file", default=None, help="TF Serving's BatchingParameters text proto")
-    flag(
-        "--monitoring_config_file",
-        default=None,
-        help=f"TF Serving's MonitoringConfig text proto (default: Prometheus at {serving_config.PROMETHEUS_PATH})",
-    )
-    flag(
-        "--allow_version_labels_for_unavailable_models",
-        action="store_true",
-        help="let a version label name a version that does not serve yet",
-    )
-    flag(
-        "--enable_model_warmup",
-        type=lambda v: v.lower() in ("1", "true", "yes"),
-        default=SERVE_DEFAULTS.enable_model_warmup,
-        metavar="true|false",
-        help="replay each version's assets.extra/tf_serving_warmup_requests before serving it",
-    )
-    flag(
-        "--rest_api_timeout_in_ms",
-        type=int,
-        default=SERVE_DEFAULTS.rest_api_timeout_in_ms,
-        help="model time limit for a REST request",
-    )
-    flag("--verbose", action="store_true")
+    serving_main.add_flags(serve, {"model_base_path": configs.serving_model_dir(configs.OUTPUT_ROOT)})
+    serve.add_argument("--verbose", action="store_true", help="show every library log line")
     serve.set_defaults(func=_cmd_serve)
 
 

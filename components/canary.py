@@ -2,8 +2,8 @@
 
 TFX's InfraValidator loads a candidate in TF Serving (in Docker or Kubernetes, neither of which this
 project can count on) and sends it requests. This component keeps InfraValidator's contract, an
-`InfraBlessing` that the Pusher takes as `infra_blessing`, and runs the project's own server (`digits
-serve`, TF Serving's APIs) in a subprocess on loopback ports, wherever the pipeline runs (a laptop, a
+`InfraBlessing` that the Pusher takes as `infra_blessing`, and runs the project's own server (`python -m
+serving`, TF Serving's APIs) in a subprocess on loopback ports, wherever the pipeline runs (a laptop, a
 Kubeflow pod). It waits for the version to be AVAILABLE through `ModelService.GetModelStatus` (as
 InfraValidator's client does; the server replays the model's `tf_serving_warmup_requests` first), sends
 test digits to every signature over REST and gRPC, requires the answers to equal the exported model's
@@ -72,12 +72,12 @@ def _free_port() -> int:
 
 
 class _Server:
-    """`digits serve` on the candidate, in a subprocess, on free loopback ports."""
+    """`python -m serving` on the candidate, in a subprocess, on free loopback ports."""
 
     def __init__(self, base: str, model_name: str, log_path: str):
         self.rest_port, self.grpc_port = _free_port(), _free_port()
         self.log_path = log_path
-        command = [sys.executable, "-m", "cli", "serve", "--model_base_path", base, "--model_name", model_name]
+        command = [sys.executable, "-m", "serving", "--model_base_path", base, "--model_name", model_name]
         command += ["--rest_api_port", str(self.rest_port), "--port", str(self.grpc_port), "--host", "127.0.0.1"]
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

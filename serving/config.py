@@ -9,11 +9,12 @@ ship, so they are declared here with the same field names and numbers and parsed
 
 import dataclasses
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory, text_format, wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from models import features
 from serving.errors import InvalidArgument
 
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
@@ -66,32 +67,114 @@ class BatchingOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class Flag:
+    """How a `ServerOptions` field is set on the command line: `--<field name>` (TF Serving's spelling),
+    older spellings kept as aliases, the help text, and how the text becomes the value (default: by the
+    type of the field's default; a False bool is a switch)."""
+
+    help: str
+    aliases: Tuple[str, ...] = ()
+    parse: Optional[Callable[[str], Any]] = None
+    metavar: Optional[str] = None
+
+
+FLAG = "flag"
+"""The `ServerOptions` field metadata key under which a field's `Flag` is."""
+
+
+def flag(help: str, *aliases: str, parse: Optional[Callable[[str], Any]] = None, metavar: Optional[str] = None) -> Any:
+    """Field metadata making a `ServerOptions` field a command-line flag."""
+    return {FLAG: Flag(help, aliases, parse, metavar)}
+
+
+def _port(text: str) -> Optional[int]:
+    """A port flag: a negative number turns the protocol off."""
+    port = int(text)
+    return None if port < 0 else port
+
+
+def _true_false(text: str) -> bool:
+    return text.lower() in ("1", "true", "yes")
+
+
+_THREADS = 4 * (os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
 class ServerOptions:
-    """Everything `digits serve` takes; field names are TF Serving's flag names."""
+    """Everything the server takes, as TF Serving's `Server::Options`: the fields with `flag` metadata
+    are the command-line flags of `python -m serving` and `digits serve`, named as TF Serving names
+    them, with its defaults (one version per model, batching off, a new version noticed within a
+    second). `resolve` turns the flags that name files or a single model into `models`, `batching` and
+    `prometheus_path`."""
 
     models: Tuple[ModelConfig, ...] = ()
-    host: str = "127.0.0.1"
-    """Loopback: exposing the server is a decision the user makes with `--host 0.0.0.0`."""
-    port: Optional[int] = 8500
-    """gRPC port; 0 picks a free one, None turns gRPC off."""
-    rest_api_port: Optional[int] = 8501
-    """REST port; 0 picks a free one, None turns REST off."""
-    model_config_file: Optional[str] = None
-    model_config_file_poll_wait_seconds: float = 0.0
-    """How often the config file is read again (0: once, as TF Serving)."""
-    file_system_poll_wait_seconds: float = 1.0
-    allow_version_labels_for_unavailable_models: bool = False
-    enable_batching: bool = False
+    """What is served; `resolve` fills it from the flags below."""
+    model_name: str = dataclasses.field(
+        default=features.MODEL_NAME,
+        metadata=flag("the model's name, served as /v1/models/NAME", "--model-name"),
+    )
+    model_base_path: Optional[str] = dataclasses.field(
+        default=None,
+        metadata=flag("folder of integer version folders, as the Pusher writes them", "--model-base-path"),
+    )
+    model_config_file: Optional[str] = dataclasses.field(
+        default=None,
+        metadata=flag(
+            "TF Serving's model config (model_config_list text proto: several models, version policies, "
+            "version labels); replaces --model_name/--model_base_path"
+        ),
+    )
+    model_config_file_poll_wait_seconds: float = dataclasses.field(
+        default=0.0, metadata=flag("re-read the model config file this often (0: once, as TF Serving)")
+    )
+    host: str = dataclasses.field(
+        default="127.0.0.1",
+        metadata=flag("interface to bind; loopback by default, 0.0.0.0 exposes the server"),
+    )
+    rest_api_port: Optional[int] = dataclasses.field(
+        default=8501,
+        metadata=flag("REST port (0: a free one, printed at start; -1: no REST)", "--rest-port", parse=_port),
+    )
+    port: Optional[int] = dataclasses.field(
+        default=8500, metadata=flag("gRPC port (0: a free one; -1: no gRPC)", "--grpc-port", parse=_port)
+    )
+    file_system_poll_wait_seconds: float = dataclasses.field(
+        default=1.0, metadata=flag("how often to look for new versions", "--poll-seconds")
+    )
+    enable_batching: bool = dataclasses.field(
+        default=False, metadata=flag("batch concurrent requests together (TF Serving's server-side batching)")
+    )
+    batching_parameters_file: Optional[str] = dataclasses.field(
+        default=None, metadata=flag("TF Serving's BatchingParameters text proto (needs --enable_batching)")
+    )
     batching: BatchingOptions = BatchingOptions()
-    enable_model_warmup: bool = True
-    rest_api_timeout_in_ms: int = 30_000
-    rest_api_num_threads: int = 4 * (os.cpu_count() or 1)
+    """The batch scheduler's parameters; `resolve` reads them from `batching_parameters_file`."""
+    monitoring_config_file: Optional[str] = dataclasses.field(
+        default=None,
+        metadata=flag(f"TF Serving's MonitoringConfig text proto (without it: Prometheus at {PROMETHEUS_PATH})"),
+    )
+    prometheus_path: Optional[str] = PROMETHEUS_PATH
+    """Where Prometheus metrics are served (None: off); `resolve` reads it from `monitoring_config_file`."""
+    allow_version_labels_for_unavailable_models: bool = dataclasses.field(
+        default=False, metadata=flag("let a version label name a version that does not serve yet")
+    )
+    enable_model_warmup: bool = dataclasses.field(
+        default=True,
+        metadata=flag(
+            "replay each version's assets.extra/tf_serving_warmup_requests before serving it",
+            parse=_true_false,
+            metavar="true|false",
+        ),
+    )
+    rest_api_timeout_in_ms: int = dataclasses.field(
+        default=30_000, metadata=flag("model time limit for a REST request")
+    )
+    rest_api_num_threads: int = _THREADS
     """Threads that run unbatched model calls for REST (TF Serving's default size)."""
-    grpc_max_threads: int = 4 * (os.cpu_count() or 1)
+    grpc_max_threads: int = _THREADS
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000
-    prometheus_path: Optional[str] = PROMETHEUS_PATH
-    """Where Prometheus metrics are served (None: off)."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest REST body: 1,024 images of 784 pixels as JSON need about 3.5 MB."""
     max_batch_per_request: int = 1024
@@ -105,6 +188,33 @@ class ServerOptions:
     connection almost never races the server's close."""
     static_page: bool = True
     """Serve the drawing page at `/`."""
+
+
+def flags() -> List[Tuple[dataclasses.Field, Flag]]:
+    """The `ServerOptions` fields that are command-line flags, in declaration order."""
+    return [(field, field.metadata[FLAG]) for field in dataclasses.fields(ServerOptions) if FLAG in field.metadata]
+
+
+def resolve(options: ServerOptions) -> ServerOptions:
+    """The options with the files and the single model their flags name read into `models`, `batching`
+    and `prometheus_path`, checked as TF Serving checks them (a mistake is reported before anything
+    loads). Options that already list `models` keep them."""
+    models = options.models
+    if options.model_config_file:
+        models = read_model_config(options.model_config_file)
+    elif not models:
+        if not options.model_base_path:
+            raise ConfigError("give --model_base_path (one model) or --model_config_file (several)")
+        models = single_model(options.model_name, options.model_base_path)
+    batching = options.batching
+    if options.batching_parameters_file:
+        if not options.enable_batching:
+            raise ConfigError("--batching_parameters_file is set without setting --enable_batching")
+        batching = read_batching_parameters(options.batching_parameters_file)
+    prometheus = options.prometheus_path
+    if options.monitoring_config_file:
+        prometheus = read_monitoring_config(options.monitoring_config_file)
+    return dataclasses.replace(options, models=models, batching=batching, prometheus_path=prometheus)
 
 
 def single_model(name: str, base_path: str) -> Tuple[ModelConfig, ...]:

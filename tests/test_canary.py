@@ -1,4 +1,4 @@
-"""ServingCanary's judgement on real servers: the candidate in `digits serve` (a subprocess, loopback
+"""ServingCanary's judgement on real servers: the candidate in `python -m serving` (a subprocess, loopback
 ports), every signature over REST and gRPC against the exported model in-process, and a latency
 budget. A good model passes; one that fails to load, answers differently or too slowly is refused with
 the reason."""

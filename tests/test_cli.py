@@ -9,6 +9,7 @@ from cli import logs, main
 from models import features
 from models.config import AUTO_PRECISION, DEFAULT_SEED, DEFAULT_STRATEGY, read_class_names
 from pipeline import configs, local_runner
+from serving import main as serving_main
 from tests import support
 
 
@@ -28,7 +29,7 @@ def test_user_beam_args_override_defaults_by_flag_name():
 
 def test_tfx_packages_nothing_for_the_direct_runner():
     """TFX's Beam executors add a package of TFX itself, built in a new temporary folder, unless the
-    args carry a dependency flag (BENCHMARKS.md, session 24): none is wanted for the DirectRunner."""
+    args carry a dependency flag: none is wanted for the DirectRunner."""
     from tfx.utils import dependency_utils
 
     for args in (configs.beam_args(), configs.beam_args(["--direct_running_mode=multi_processing"])):
@@ -200,7 +201,7 @@ def test_serve_flags_take_tf_servings_names(tmp_path):
             "--enable_batching",
         ]
     )
-    options = main._server_options(args)
+    options = serving_main.options_from_flags(args)
     assert [(m.name, m.base_path, m.policy.latest) for m in options.models] == [("mnist", str(tmp_path), 1)]
     assert (options.port, options.rest_api_port, options.file_system_poll_wait_seconds) == (9000, 0, 0.5)
     assert options.enable_batching and options.host == "127.0.0.1"

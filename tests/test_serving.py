@@ -28,6 +28,7 @@ from tensorflow_serving.apis import (
 
 from cli import main as cli_main
 from models import features
+from serving import main as serving_main
 from serving.client import GrpcClient, RestClient
 from serving.config import ModelConfig, ServerOptions, VersionPolicy, single_model
 from serving.model_store import publish_version
@@ -459,9 +460,8 @@ def test_batching_answers_as_unbatched(tmp_path, base, test_digits):
     params.write_text(
         "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\nnum_batch_threads { value: 1 }\n"
     )
-    args = cli_main.parser().parse_args(
+    args = serving_main.parser().parse_args(
         [
-            "serve",
             "--model_base_path",
             base,
             "--rest_api_port",
@@ -473,7 +473,7 @@ def test_batching_answers_as_unbatched(tmp_path, base, test_digits):
             str(params),
         ]
     )
-    server = _serve(cli_main._server_options(args))
+    server = _serve(serving_main.options_from_flags(args))
     try:
         expected = _probabilities(server, pixels)
         with __import__("concurrent.futures").futures.ThreadPoolExecutor(8) as pool:
