@@ -1,0 +1,76 @@
+"""`serving.main`: `python -m serving` and `digits serve` take the same flags, one per `ServerOptions`
+field that declares it, and turn them into the same options."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cli import main as cli_main
+from serving import config
+from serving import main as serving_main
+
+
+def _serve_parser():
+    commands = next(a for a in cli_main.parser()._actions if a.dest == "command")
+    return commands.choices["serve"]
+
+
+def test_digits_serve_and_python_m_serving_list_every_flag_with_its_help():
+    for parser in (serving_main.parser(), _serve_parser()):
+        text = parser.format_help()
+        for field, spec in config.flags():
+            assert f"--{field.name}" in text and all(alias in text for alias in spec.aliases)
+        documented = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+        assert all(action.help for action in documented), [a.dest for a in documented if not a.help]
+    own = {a.dest for a in serving_main.parser()._actions}
+    assert own == {a.dest for a in _serve_parser()._actions}
+
+
+def test_defaults_are_the_options_defaults_but_digits_serve_serves_the_pipelines_output():
+    args = serving_main.parser().parse_args([])
+    for field, _ in config.flags():
+        assert getattr(args, field.name) == field.default, field.name
+    assert _serve_parser().parse_args([]).model_base_path.endswith("serving_model/digits")
+
+
+def test_flags_become_options(tmp_path):
+    args = serving_main.parser().parse_args(
+        [
+            "--model_base_path",
+            str(tmp_path),
+            "--model-name",
+            "m",
+            "--grpc-port",
+            "-1",
+            "--rest_api_port",
+            "0",
+            "--enable_model_warmup",
+            "false",
+            "--allow_version_labels_for_unavailable_models",
+            "--model_config_file_poll_wait_seconds",
+            "2.5",
+        ]
+    )
+    options = serving_main.options_from_flags(args)
+    assert [(m.name, m.base_path) for m in options.models] == [("m", str(tmp_path))]
+    assert (options.port, options.rest_api_port, options.enable_model_warmup) == (None, 0, False)
+    assert options.allow_version_labels_for_unavailable_models and options.model_config_file_poll_wait_seconds == 2.5
+    with pytest.raises(SystemExit):
+        serving_main.parser().parse_args(["--port", "many"])
+    with pytest.raises(ValueError, match="not serve flags"):
+        serving_main.add_flags(serving_main.parser(), {"max_body_bytes": 1})
+
+
+@pytest.mark.component  # A process of its own: TensorFlow's import alone takes seconds.
+def test_python_m_serving_reports_a_bad_configuration_and_exits(tmp_path):
+    config_file = tmp_path / "models.config"
+    config_file.write_text('model_config_list { config { name: "digits" base_path: "relative/path" } }')
+    done = subprocess.run(
+        [sys.executable, "-m", "serving", "--model_config_file", str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert f"serve failed: {config_file}: Expected model digits to have an absolute path" in done.stderr
