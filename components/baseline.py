@@ -7,9 +7,9 @@ default version policy), so that is the model a candidate replaces. It copies th
 `Model` output, laid out as the Trainer lays out a model, so the Evaluator loads it the usual way.
 
 On a pipeline's first run nothing is pushed yet, and the output stays empty. TFX's Evaluator only knows
-"no baseline" as an empty input, which a component output cannot be; `Evaluator` here is TFX's, with an
-executor that treats an empty baseline as none (the change threshold is then skipped, as TFX skips it
-without a baseline).
+"no baseline" as an empty input, which a component output cannot be; `BaselineAwareEvaluator` is TFX's
+Evaluator with an executor that treats an empty baseline as none (the change threshold is then skipped,
+as TFX skips it without a baseline).
 """
 
 import os
@@ -80,7 +80,8 @@ class BaselineAwareExecutor(evaluator_executor.Executor):
         super().Do(input_dict, output_dict, exec_properties)
 
 
-class Evaluator(tfx.components.Evaluator):
-    """TFX's Evaluator, with `BaselineAwareExecutor`."""
+class BaselineAwareEvaluator(tfx.components.Evaluator):
+    """TFX's Evaluator, with `BaselineAwareExecutor`. Its node id defaults to the class name: the pipeline
+    gives it the id "Evaluator", as TFX's own would have."""
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(BaselineAwareExecutor)

@@ -181,11 +181,11 @@ def ModelCard(
     baseline: InputArtifact[Model],
     examples: InputArtifact[Examples],
     schema: InputArtifact[Schema],
-    carded_model: OutputArtifact[Model],
+    model_with_card: OutputArtifact[Model],
     model_name: Parameter[str],
     trainer_config: Parameter[str],
 ) -> None:
-    """Copies the candidate into `carded_model` with its card in assets.extra/ (what the Pusher pushes)."""
+    """Copies the candidate into `model_with_card` with its card in assets.extra/ (what the Pusher pushes)."""
     from components.canary import PROPERTY_SUFFIX, REASON, p99_line  # The canary's blessing properties.
 
     source = path_utils.serving_model_path(model.uri)
@@ -212,7 +212,7 @@ def ModelCard(
         trainer_config=json.loads(trainer_config),
         baseline={"found": has_model(baseline), "version": baseline.get_int_custom_property(SERVED_VERSION)},
     )
-    target = path_utils.serving_model_path(carded_model.uri)
+    target = path_utils.serving_model_path(model_with_card.uri)
     io_utils.copy_dir(source, target)
     with tf.io.gfile.GFile(os.path.join(target, CARD_JSON), "w") as f:
         f.write(json.dumps(contents, indent=1, sort_keys=True))

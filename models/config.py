@@ -28,7 +28,7 @@ EXTENSION_KEY_PREFIX = "ai_platform_"
 """custom_config keys of TFX's Google Cloud training extension (tfx.extensions.google_cloud_ai_platform)."""
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 """CPU features that make bfloat16 maths fast; without them TensorFlow emulates it, about ten times
-slower than float32 (BENCHMARKS.md)."""
+slower than float32."""
 
 
 def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -70,15 +70,14 @@ NOTEBOOK_AUGMENTATION = Augmentation()
 """The Kaggle notebook's: rotation 10, zoom 0.1, shifts 0.1."""
 DIGIT_AUGMENTATION = Augmentation(noise=30.0)
 """The notebook's, and noise up to sigma 30: without it, noise of sigma 20 costs about 18 points of
-accuracy (BENCHMARKS.md, robustness)."""
+accuracy on the test digits."""
 NO_AUGMENTATION = Augmentation(rotation_degrees=0.0, zoom=0.0, shift=0.0, flip=False, noise=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Member:
     """What sets one ensemble member apart besides its seed (None: the ensemble's own setting). CNNs
-    that differ only in their seed make nearly the same mistakes, so averaging them gains little
-    (BENCHMARKS.md, ensemble)."""
+    that differ only in their seed make nearly the same mistakes, so averaging them gains little."""
 
     learning_rate: Optional[float] = None
     augmentation: Optional[Augmentation] = None
@@ -108,8 +107,9 @@ class TrainerConfig:
     """Straighten each picture's slant and centre its ink before the CNN (in the model, so served
     pictures get it too): a member that sees the digits another way errs on other digits."""
     test_time_rotation: float = 0.0
-    """Degrees: the exported model reads each picture as it is and turned by + and - this many, and
-    averages its three answers (`models.export.turned_reading`); 0 reads it once. Training and its
+    """Degrees of test-time augmentation (TTA): the exported model predicts each picture as it is and
+    rotated by + and - this many, and averages the three answers (`models.export.predict_with_tta`); 0
+    predicts it once. Training and its
     `eval` scores are the CNN's own."""
     steps_per_epoch: Optional[int] = None
     """Training steps per epoch (None: one pass over `train`); fewer for quick checks and tests."""

@@ -21,8 +21,7 @@ from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_
 from models import features, geometry, preprocessing
 from models.tracing import skip_autograph_in_tf_keras
 
-# Here, at the bottom of what imports tf_keras (`models.model` imports this module), so that training
-# and the export's signatures alike trace tf_keras as written.
+# Here, as in `models.network`, so that the export's signatures trace tf_keras as written.
 skip_autograph_in_tf_keras()
 
 
@@ -65,13 +64,14 @@ class PixelDomain:
             return tf.identity(pixels)
 
 
-def turned_reading(model: keras.Model, images: tf.Tensor, degrees: float) -> tf.Tensor:
-    """The model's probabilities for [n, 28, 28, 1] `images`, each read three times (as it is, and turned
-    by + and - `degrees`) and averaged: test-time augmentation, which corrected a tenth of a CNN's
-    mistakes on `eval` for three times the inference (BENCHMARKS.md, session 23). 0 degrees: read once."""
+def predict_with_tta(model: keras.Model, images: tf.Tensor, degrees: float) -> tf.Tensor:
+    """The model's probabilities for [n, 28, 28, 1] `images` with test-time augmentation (TTA): each
+    picture predicted three times (as it is, and rotated by + and - `degrees`) and the answers averaged,
+    which corrected a tenth of a CNN's mistakes on `eval` for three times the inference. 0 degrees:
+    predicted once."""
     if not degrees:
         return model(images, training=False)
-    copies = tf.concat([images, geometry.turned(images, degrees), geometry.turned(images, -degrees)], axis=0)
+    copies = tf.concat([images, geometry.rotated(images, degrees), geometry.rotated(images, -degrees)], axis=0)
     answers = model(copies, training=False)
     return tf.reduce_mean(tf.reshape(answers, [3, tf.shape(images)[0], features.NUM_CLASSES]), axis=0)
 
@@ -85,8 +85,8 @@ def serving_signatures(
 ) -> Dict[str, Callable]:
     """`serving_default` and `classification` take tf.Examples (as ExampleGen writes them),
     `predict_images` raw pixels, `predict_image_bytes` encoded pictures. Classes are answered by name
-    (`class_names`, in label order: the digits, or a dataset's own names). Every signature reads each
-    picture as `turned_reading` says."""
+    (`class_names`, in label order: the digits, or a dataset's own names). Every signature predicts with
+    `predict_with_tta`."""
     names = tf.constant(list(class_names))
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -94,7 +94,7 @@ def serving_signatures(
     image_xf = features.transformed_name(features.IMAGE_KEY)
 
     def predict(pixels: tf.Tensor) -> tf.Tensor:
-        return turned_reading(model, model.tft_layer({features.IMAGE_KEY: pixels})[image_xf], test_time_rotation)
+        return predict_with_tta(model, model.tft_layer({features.IMAGE_KEY: pixels})[image_xf], test_time_rotation)
 
     def parse_examples(examples: tf.Tensor, what: str) -> tf.Tensor:
         return domain.check(tf.io.parse_example(examples, raw_spec)[features.IMAGE_KEY], what)
@@ -225,7 +225,7 @@ def export_model(
     """Saves the serving model (without the optimizer's state: a third of the size, same answers),
     with its warmup requests and its class names (`assets.extra/labels.txt`, for clients and reports).
     The saved Keras model is the model itself, whatever its signatures do with it: its variables are the
-    CNN's, so a later run can start from them (`models.model.warm_start`)."""
+    CNN's, so a later run can start from them (`models.training.warm_start`)."""
     model.save(
         export_dir,
         save_format="tf",

@@ -1,7 +1,7 @@
-"""Pictures moved in the plane: turned about their centre, scaled, shifted, in one bilinear resampling.
+"""Pictures moved in the plane: rotated about their centre, scaled, shifted, in one bilinear resampling.
 
-Training's augmentation, the deskewing layer, the export's turned copies and the robustness checks all
-move pictures, and all do it here, so a turn of +6 degrees is the same turn in each.
+Training's augmentation, the deskewing layer, the export's test-time augmentation and the robustness
+checks all move pictures, and all do it here, so a rotation of +6 degrees is the same in each.
 """
 
 import math
@@ -36,7 +36,7 @@ def moved(
     shift_x: tf.Tensor,
     shift_y: tf.Tensor,
 ) -> tf.Tensor:
-    """[n, 28, 28, 1] float pictures, each turned by its `angle` (radians) and scaled by its zooms about
+    """[n, 28, 28, 1] float pictures, each rotated by its `angle` (radians) and scaled by its zooms about
     the centre, then shifted by its (`shift_x`, `shift_y`) pixels: one value per picture each."""
     cos, sin = tf.cos(angle), tf.sin(angle)
     # Maps each output pixel to the input pixel it samples: rotate and scale about the centre, shift.
@@ -48,8 +48,8 @@ def moved(
     return resample(images, [a0, a1, a2, b0, b1, b2])
 
 
-def turned(images: tf.Tensor, degrees: float) -> tf.Tensor:
-    """[n, 28, 28, 1] float pictures, all turned by the same `degrees` about their centre."""
+def rotated(images: tf.Tensor, degrees: float) -> tf.Tensor:
+    """[n, 28, 28, 1] float pictures, all rotated by the same `degrees` about their centre."""
     ones = tf.ones(tf.shape(images)[:1])
     zeros = tf.zeros_like(ones)
     return moved(images, ones * math.radians(degrees), ones, ones, zeros, zeros)

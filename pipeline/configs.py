@@ -29,17 +29,17 @@ DATASET_LABELS = "labels.txt"
 FASHION_LABELS = os.path.join(PROJECT_ROOT, "data", "labels", "fashion-mnist.txt")
 """Fashion-MNIST's ten class names (Debian's dataset-fashion-mnist ships only the IDX files)."""
 FASHION_AUGMENTATION = Augmentation(rotation_degrees=0.0, zoom=0.0, shift=0.0, flip=True)
-"""Clothes are photographed upright and centred: mirrored, never rotated, zoomed or shifted (BENCHMARKS.md)."""
+"""Clothes are photographed upright and centred: mirrored, never rotated, zoomed or shifted."""
 COSINE_PEAK_RATE = 3e-3
 """The cosine profiles' peak learning rate, where the notebook starts at 1e-3: ahead of 1e-3 on `eval` for
-each of three seeds raced, and the ensemble's members at 3e-3 all above those at 1e-3 (BENCHMARKS.md,
-sessions 11 and 12)."""
+each of three seeds raced, and the ensemble's members at 3e-3 all above those at 1e-3."""
 TEST_TIME_ROTATION = 6.0
-"""Degrees: the single-CNN digit profiles export a model that reads each picture as it is and turned by
-+-6 degrees, and averages the three answers. On fourteen CNNs already trained it corrected 0.04 points
-(a tenth of the mistakes) on `eval` and on test, for twelve of the fourteen on each split; turns of 9 and
-12 degrees did as well, 3 less. Not the ensemble (its members' average gained one `eval` digit, for three
-times five CNNs' inference) nor clothes, which are photographed upright (BENCHMARKS.md, session 23)."""
+"""Degrees of test-time augmentation (TTA): the single-CNN digit profiles export a model that predicts
+each picture as it is and rotated by +-6 degrees, and averages the three answers. On fourteen CNNs
+already trained it corrected 0.04 points (a tenth of the mistakes) on `eval` and on test, for twelve of
+the fourteen on each split; rotations of 9 and 12 degrees did as well, 3 less. Not the ensemble (its
+members' average gained one `eval` digit, for three times five CNNs' inference) nor clothes, which are
+photographed upright."""
 ENSEMBLE_MEMBERS = (
     Member(),
     Member(learning_rate=COSINE_PEAK_RATE, deskew=True),
@@ -48,13 +48,13 @@ ENSEMBLE_MEMBERS = (
     Member(learning_rate=COSINE_PEAK_RATE),
 )
 """The `ensemble` profile's CNNs: `full`'s 30 epochs each, at peak rates of 1e-3 and 3e-3, as the four
-`full` runs of sessions 10 and 12, which averaged 99.68% on `eval` where the 15-epoch ensembles scored
-at most 99.54%; members 2 and 4 deskew the pictures first (`models.model.Deskew`), so that they err on
-other digits: a deskewed and a plain CNN share fewer of their mistakes than two of a kind, and this
-ensemble scored higher than session 13's five plain CNNs on `eval` (BENCHMARKS.md, sessions 13 and 16)."""
+`full` runs that averaged 99.68% on `eval` where 15-epoch ensembles scored at most 99.54%;
+members 2 and 4 deskew the pictures first (`models.network.Deskew`), so that they err on other digits:
+a deskewed and a plain CNN share fewer of their mistakes than two of a kind, and this ensemble scored
+higher on `eval` than five plain CNNs."""
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
-RUN_FN = "models.model.run_fn"
+RUN_FN = "models.training.run_fn"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +97,7 @@ DEFAULT_BEAM_ARGS = (
 The DirectRunner runs every Beam stage in this process (or in subprocesses of it) and uses no container
 image. Naming one anyway stops TFX from packaging its own installation for remote workers before every
 Beam component of every run: a 52 MB copy in a new temporary folder, never deleted, about 2 s each, four a
-run (5 s of a smoke run's 45; BENCHMARKS.md, session 24)."""
+run (5 s of a smoke run's 45)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,7 @@ PROFILES: Dict[str, Profile] = {
             test_limit=600,
         ),
         # The cosine schedule ends at a rate of zero, where plateau halving kept 10 epochs near the
-        # starting rate; 15 epochs reach 99.5% within 10 minutes on 2 cores (BENCHMARKS.md, accuracy levers).
+        # starting rate; 15 epochs reach 99.5% within 10 minutes on 2 cores.
         Profile(
             "standard",
             min_accuracy=0.993,
@@ -141,7 +141,7 @@ PROFILES: Dict[str, Profile] = {
                 epochs=15, schedule=COSINE, learning_rate=COSINE_PEAK_RATE, test_time_rotation=TEST_TIME_ROTATION
             ),
         ),
-        # Twice `standard`'s schedule (BENCHMARKS.md, session 6).
+        # Twice `standard`'s schedule: 99.6% on test, where 45 epochs gained nothing measurable.
         Profile(
             "full",
             min_accuracy=0.995,
@@ -149,7 +149,7 @@ PROFILES: Dict[str, Profile] = {
                 epochs=30, schedule=COSINE, learning_rate=COSINE_PEAK_RATE, test_time_rotation=TEST_TIME_ROTATION
             ),
         ),
-        # Five CNNs from five seeds and settings, averaged in one exported model (BENCHMARKS.md, ensemble).
+        # Five CNNs from five seeds and settings, averaged in one exported model.
         Profile(
             "ensemble",
             min_accuracy=0.995,
@@ -157,7 +157,7 @@ PROFILES: Dict[str, Profile] = {
         ),
         # New data for a served model: a few epochs from its weights, through the same gates as any
         # candidate (it must still beat the model it started from). The served model ended its cosine
-        # schedule at a rate of zero: a steady 3e-4 undid it (99.52% -> 99.27%, BENCHMARKS.md), so the
+        # schedule at a rate of zero: a steady 3e-4 undid it (99.52% -> 99.27%), so the
         # rate starts low and falls to zero again.
         Profile(
             "finetune",
@@ -172,7 +172,7 @@ PROFILES: Dict[str, Profile] = {
             warm_start=True,
         ),
         # Fashion-MNIST: clothes, so mirrored pictures are still the same class (never for digits).
-        # Published 2-conv CNNs reach 92-93.4%; the bar is 92% (README.md, BENCHMARKS.md).
+        # Published 2-conv CNNs reach 92-93.4%; the bar is 92%.
         Profile(
             "fashion",
             min_accuracy=0.92,

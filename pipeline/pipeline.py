@@ -9,7 +9,7 @@ from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
 from components.anomaly_gate import AnomalyGate
-from components.baseline import Evaluator, ServedBaseline
+from components.baseline import BaselineAwareEvaluator, ServedBaseline
 from components.canary import ServingCanary
 from components.digit_example_gen import DigitExampleGen, detect_input_config
 from components.digit_example_gen.component import has_unlabeled
@@ -133,14 +133,14 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
         custom_config=trainer_config.as_custom_config(),
     )
-    evaluator = Evaluator(
+    evaluator = BaselineAwareEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline"],
         schema=schema,
         eval_config=eval_config(min_accuracy, max_accuracy_drop),
         example_splits=[features.TEST_SPLIT],
-    )
+    ).with_id("Evaluator")
     # Served by a real model server, answering as exported and fast enough (InfraValidator's contract).
     serving_canary = ServingCanary(
         model=trainer.outputs["model"],
@@ -162,7 +162,7 @@ def create_pipeline(
         trainer_config=json.dumps(trainer_config.as_custom_config(), sort_keys=True),
     )
     pusher = tfx.components.Pusher(
-        model=model_card.outputs["carded_model"],
+        model=model_card.outputs["model_with_card"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_canary.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(

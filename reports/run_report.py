@@ -25,7 +25,8 @@ from components.examples import split_files
 from models import features, robustness
 from models.batches import in_batches
 from models.config import exported_class_names
-from models.model import METRICS_CSV, trained_model
+from models.network import trained_model
+from models.training import METRICS_CSV
 from pipeline import configs, summary
 from reports import analysis, figures
 

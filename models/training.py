@@ -1,14 +1,14 @@
-"""The digit CNN, its tf.data input pipeline with augmentation, and the Trainer's `run_fn`."""
+"""The Trainer's `run_fn`: the learning-rate schedule, the distribution strategy and this worker's place
+among the workers, the callbacks (progress, logs, the checkpoint that gets exported), warm start, and
+the ensemble's members trained one after the other."""
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import tempfile
 import time
-from types import ModuleType
-from typing import Dict, List, Optional, Sequence, TextIO, Union
+from typing import Dict, List, Optional, TextIO
 
 import numpy as np
 import tensorflow as tf
@@ -16,29 +16,13 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
-from models import features, geometry
-from models.config import (
-    DEFAULT_SEED,
-    DIGIT_AUGMENTATION,
-    DTYPE_POLICIES,
-    NO_AUGMENTATION,
-    PLATEAU,
-    Augmentation,
-    TrainerConfig,
-    resolve_precision,
-)
+from models.config import PLATEAU, TrainerConfig, resolve_precision
 from models.export import PixelDomain, export_model
+from models.inputs import make_dataset
+from models.network import EXPORTED_WEIGHTS, MEMBER_CONFIG, LearningRate, build_model, ensemble_model
 
-IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
-LABEL_XF = features.transformed_name(features.LABEL_KEY)
-EXPORTED_WEIGHTS = "checkpoints/exported"
-"""The weights the Trainer exported, in its logs folder (see `callbacks`)."""
-MEMBER_CONFIG = "trainer_config.json"
-"""The settings a CNN trained with, beside its weights, so that it can be rebuilt to load them."""
 METRICS_CSV = "metrics.csv"
-LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
 
 
 def learning_rate(config: TrainerConfig, steps_per_epoch: int) -> LearningRate:
@@ -61,162 +45,6 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
         rate = rate(optimizer.iterations)
     return float(keras.backend.get_value(rate))
-
-
-class Deskew(keras.layers.Layer):
-    """Straightens each picture's slant and moves its centre of ink to the middle, in one affine
-    resampling: the classic MNIST deskewing (a shear that makes the ink's rows uncorrelated with its
-    columns), as the committees of CNNs that differ in how their input is normalised (Ciresan et al.,
-    2012). A blank picture passes unchanged; the shear is capped at 45 degrees."""
-
-    def __init__(self, **kwargs):
-        super().__init__(dtype="float32", **kwargs)
-
-    def call(self, images: tf.Tensor) -> tf.Tensor:
-        size = features.IMAGE_SIZE
-        ink = tf.cast(images, tf.float32)[..., 0]
-        coords = tf.range(size, dtype=tf.float32)
-        ys, xs = coords[None, :, None], coords[None, None, :]
-        mass = tf.reduce_sum(ink, axis=[1, 2])
-        has_ink = mass > 1e-6
-
-        def mean(values: tf.Tensor) -> tf.Tensor:
-            return tf.reduce_sum(ink * values, axis=[1, 2]) / tf.where(has_ink, mass, 1.0)
-
-        centre = size / 2.0  # MNIST's own: its digits' centres of ink are at (14, 14), so most barely move.
-        row, col = tf.where(has_ink, mean(ys), centre), tf.where(has_ink, mean(xs), centre)
-        dy, dx = ys - row[:, None, None], xs - col[:, None, None]
-        variance, covariance = mean(dy * dy), mean(dx * dy)
-        skew = tf.where(variance > 1e-6, tf.clip_by_value(covariance / tf.maximum(variance, 1e-6), -1.0, 1.0), 0.0)
-        # Output pixel (x, y) samples the input at (col + (x - c) + skew (y - c), row + (y - c)).
-        ones, zeros = tf.ones_like(skew), tf.zeros_like(skew)
-        return geometry.resample(ink[..., None], [ones, skew, col - centre - skew * centre, zeros, ones, row - centre])
-
-
-def build_model(
-    learning_rate: LearningRate,
-    precision: str = "float32",
-    api: ModuleType = keras,
-    name: str = "digits_cnn",
-    deskew: bool = False,
-) -> keras.Model:
-    """Two conv blocks (32x5x5, 64x3x3) with batch norm, then dense 256, softmax over 10 digits.
-
-    `precision` is the layers' dtype policy ("float32" or "mixed_bfloat16": bfloat16 maths, float32
-    weights); the softmax stays float32 either way, so probabilities keep full precision. `api` is the
-    Keras to build with: tf_keras (what TFT's layer and the export need), or Keras 3 for the training
-    benchmark's comparison. `deskew` puts `Deskew` (tf_keras only) before the first convolution.
-    """
-    if precision not in DTYPE_POLICIES:
-        raise ValueError(f"Unknown precision {precision!r}: expected one of {', '.join(DTYPE_POLICIES)}")
-    layers = api.layers
-    inputs = api.Input(shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 1), name=IMAGE_XF)
-    x = Deskew(name="deskew")(inputs) if deskew else inputs
-    for filters, kernel in ((32, 5), (64, 3)):
-        for _ in range(2):
-            x = layers.Conv2D(filters, kernel, padding="same", activation="relu", dtype=precision)(x)
-            x = layers.BatchNormalization(dtype=precision)(x)
-        x = layers.MaxPooling2D(dtype=precision)(x)
-        x = layers.Dropout(0.25, dtype=precision)(x)
-    x = layers.Flatten(dtype=precision)(x)
-    x = layers.Dense(256, activation="relu", dtype=precision)(x)
-    x = layers.BatchNormalization(dtype=precision)(x)
-    x = layers.Dropout(0.5, dtype=precision)(x)
-    outputs = layers.Dense(
-        features.NUM_CLASSES, activation="softmax", name=features.PROBABILITIES_OUTPUT, dtype="float32"
-    )(x)
-    model = api.Model(inputs, outputs, name=name)
-    model.compile(
-        optimizer=api.optimizers.Adam(learning_rate),
-        loss=api.losses.SparseCategoricalCrossentropy(),
-        metrics=[api.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return model
-
-
-def trained_model(run_dir: str) -> keras.Model:
-    """The CNN in float32 with the weights a Trainer run exported (for the report's feature maps and the
-    TFLite export; the served model is the SavedModel), built as its `MEMBER_CONFIG` says."""
-    settings = os.path.join(run_dir, MEMBER_CONFIG)
-    deskew = False
-    if tf.io.gfile.exists(settings):
-        with tf.io.gfile.GFile(settings) as f:
-            deskew = TrainerConfig.from_custom_config(json.load(f)).deskew
-    model = build_model(learning_rate=1e-3, deskew=deskew)
-    model.load_weights(os.path.join(run_dir, EXPORTED_WEIGHTS)).expect_partial()
-    return model
-
-
-def augment(images: tf.Tensor, augmentation: Augmentation = DIGIT_AUGMENTATION) -> tf.Tensor:
-    """Random rotation, zoom and shifts of a batch of [0, 1] pictures (by default +-10 deg, 0.9-1.1 per
-    axis, +-10%), with `flip` a left-right mirror of half of the images on average, and with `noise`
-    Gaussian noise of a random strength per picture.
-
-    The moves are composed into one affine transform per image and applied in a single resampling of
-    the whole batch: one interpolation instead of several, and one op for the batch.
-    """
-    batch = tf.shape(images)[0]
-    size = float(features.IMAGE_SIZE)
-
-    def uniform(bound: float, centre: float = 0.0) -> tf.Tensor:
-        return tf.random.uniform([batch], centre - bound, centre + bound)
-
-    angle = uniform(math.radians(augmentation.rotation_degrees))
-    zoom_x, zoom_y = uniform(augmentation.zoom, 1.0), uniform(augmentation.zoom, 1.0)
-    shift_x, shift_y = uniform(augmentation.shift * size), uniform(augmentation.shift * size)
-    if augmentation.flip:  # A mirror is a zoom of -1 along x.
-        zoom_x = zoom_x * tf.where(tf.random.uniform([batch]) < 0.5, -1.0, 1.0)
-    moved = geometry.moved(images, angle, zoom_x, zoom_y, shift_x, shift_y)
-    if not augmentation.noise:
-        return moved
-    sigma = tf.random.uniform([batch, 1, 1, 1], 0.0, augmentation.noise / features.MAX_PIXEL)
-    return tf.clip_by_value(moved + sigma * tf.random.normal(tf.shape(moved)), 0.0, 1.0)
-
-
-def make_dataset(
-    file_pattern: List[str],
-    data_accessor: tfx.components.DataAccessor,
-    tf_transform_output: tft.TFTransformOutput,
-    batch_size: int,
-    training: bool,
-    augmentation: Augmentation = DIGIT_AUGMENTATION,
-    seed: int = DEFAULT_SEED,
-) -> tf.data.Dataset:
-    """Transformed examples -> (images, labels) batches, cached in memory; for training, reshuffled
-    every epoch and augmented. One pass over the files."""
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=1024, num_epochs=1, shuffle=False, label_key=LABEL_XF),
-        tf_transform_output.transformed_metadata.schema,
-    )
-    dataset = dataset.map(lambda x, y: (x[IMAGE_XF], y), num_parallel_calls=tf.data.AUTOTUNE)
-    return batches(dataset.unbatch(), batch_size, training, augmentation, seed)
-
-
-def batches(
-    examples: tf.data.Dataset,
-    batch_size: int,
-    training: bool,
-    augmentation: Augmentation = DIGIT_AUGMENTATION,
-    seed: int = DEFAULT_SEED,
-) -> tf.data.Dataset:
-    """(image, label) examples -> cached, shuffled (training), batched, augmented (training) batches."""
-    dataset = examples.cache()
-    if training:
-        dataset = dataset.shuffle(60_000, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=False)
-    if training and augmentation != NO_AUGMENTATION:
-        dataset = dataset.map(lambda x, y: (augment(x, augmentation), y), num_parallel_calls=tf.data.AUTOTUNE)
-    # Several workers share each batch (they read the same files, of which there may be fewer than
-    # workers); a single worker is unaffected.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    # No autotuning: its thread sleeps in periods that double up to 60 s, and an iterator's end waits
-    # for it, so the end of each `fit` (and before one iterator served all epochs, of each epoch) sat
-    # idle for up to a minute (BENCHMARKS.md, session 20). The parallel map and the prefetch keep
-    # tf.data's defaults for AUTOTUNE.
-    options.autotune.enabled = False
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def strategy_for(name: str) -> tf.distribute.Strategy:
@@ -302,8 +130,8 @@ def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callb
     best epoch on `eval`. `cosine` runs every epoch and exports the last, where its rate ends at zero:
     on `eval`'s 5,000 digits the late epochs are within noise of each other (one digit is 0.02 points),
     so a best-on-`eval` pick among them is mostly noise, and it picked epochs from the middle of the
-    schedule, still at a high rate (and early stopping stopped runs there; BENCHMARKS.md, sessions 6 and
-    10). Every worker keeps the same weights, when there are several."""
+    schedule, still at a high rate (and early stopping stopped runs there). Every worker keeps the same
+    weights, when there are several."""
     logs = [
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
         keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
@@ -376,14 +204,6 @@ def member_dir(run_dir: str, index: int) -> str:
     return run_dir if index == 0 else os.path.join(run_dir, f"member-{index + 1}")
 
 
-def ensemble_model(members: Sequence[keras.Model]) -> keras.Model:
-    """One model averaging the members' probabilities, with the CNN's input and output: the export, its
-    signatures and every client see no difference but the answers."""
-    inputs = keras.Input(shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 1), name=IMAGE_XF)
-    average = keras.layers.Average(name=features.PROBABILITIES_OUTPUT, dtype="float32")
-    return keras.Model(inputs, average([member(inputs) for member in members]), name="digits_ensemble")
-
-
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train on `train`, select on `eval`, export the serving model.
 
@@ -428,8 +248,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         class_names=config.class_names,
         test_time_rotation=config.test_time_rotation,
     )
-    turned = f", each picture read as it is and turned by +-{config.test_time_rotation:g} degrees"
-    logging.info("Model exported to %s%s", fn_args.serving_model_dir, turned if config.test_time_rotation else "")
+    tta = f", with test-time augmentation (each picture also rotated by +-{config.test_time_rotation:g} degrees)"
+    logging.info("Model exported to %s%s", fn_args.serving_model_dir, tta if config.test_time_rotation else "")
 
 
 def epoch_steps(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput, batch_size: int) -> int:
@@ -496,8 +316,8 @@ def train_member(
     )
     # One input iterator for the whole training, not one per epoch (Keras' way when it does not know
     # the epoch's length): whatever an iterator costs to make and to end is paid once. Ending one
-    # waited on tf.data's autotuning, ~20 s at the start of about half the epochs (see `batches`;
-    # BENCHMARKS.md, sessions 19 and 20).
+    # waits on tf.data's autotuning, which cost ~20 s at the start of about half the epochs (see
+    # `models.inputs.batches`, which turns autotuning off).
     model.fit(
         train.repeat(),
         validation_data=evaluation,
