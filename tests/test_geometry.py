@@ -19,15 +19,15 @@ def _where(images: tf.Tensor) -> list:
 
 def test_a_quarter_turn_moves_a_dot_right_of_the_centre_to_above_it():
     # The centre is (13.5, 13.5): a dot 6.5 px right of it and 3.5 px up ends 6.5 px up and 3.5 px left.
-    assert _where(geometry.turned(_dot(10, 20), 90.0)) == [(7, 10)] * 2
-    np.testing.assert_array_equal(geometry.turned(_dot(10, 20), 0.0).numpy(), _dot(10, 20).numpy())
+    assert _where(geometry.rotated(_dot(10, 20), 90.0)) == [(7, 10)] * 2
+    np.testing.assert_array_equal(geometry.rotated(_dot(10, 20), 0.0).numpy(), _dot(10, 20).numpy())
 
 
 def test_a_turn_and_its_opposite_give_the_picture_back():
     rows, cols = np.mgrid[0:28, 0:28]
     blob = np.exp(-((rows - 8.0) ** 2 + (cols - 20.0) ** 2) / 18.0).astype(np.float32)[None, ..., None]
-    there = geometry.turned(tf.constant(blob), 6.0)
-    back = geometry.turned(there, -6.0).numpy()
+    there = geometry.rotated(tf.constant(blob), 6.0)
+    back = geometry.rotated(there, -6.0).numpy()
     moved_by = np.abs(there.numpy() - blob).max()  # One turn moves it by more than a pixel...
     assert moved_by > 0.15
     assert np.abs(back - blob).max() < moved_by / 3  # ...and the opposite turn brings it back, a little blurred.
