@@ -2,12 +2,12 @@
 
 Every benchmark command ends by writing one JSON record (its topic, what it measured, the command that
 reproduces it, the date, the commit, the machine and its figures) under `benchmarks/results/`. This
-module reads those records back and writes BENCHMARKS.md: per topic, the newest figure of each
-measurement with its spread over every recorded run of it. Records of settings that no longer exist are
-deleted from the folder; git keeps them.
+module reads those records back and writes BENCHMARKS.md and the README's short results table: per
+topic, the newest figure of each measurement with its spread over every recorded run of it. Records of
+settings that no longer exist are deleted from the folder; git keeps them.
 
-    .venv/bin/python -m benchmarks.results            # regenerate BENCHMARKS.md
-    .venv/bin/python -m benchmarks.results --check    # fail if BENCHMARKS.md is not what the records give
+    .venv/bin/python -m benchmarks.results            # regenerate BENCHMARKS.md and the README's table
+    .venv/bin/python -m benchmarks.results --check    # fail if either is not what the records give
 
 Light to import (no TensorFlow): the benchmarks that time TensorFlow's start import it first.
 """
@@ -28,6 +28,9 @@ RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 RESULTS_ENV = "DIGITS_BENCHMARK_RESULTS"
 """Where records are written instead of `benchmarks/results/` (the tests point it at a temporary folder)."""
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
+README = os.path.join(ROOT, "README.md")
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+"""The README's results table is generated between these two lines."""
 
 TOPICS: Dict[str, str] = {
     "accuracy": "Accuracy and time per profile",
@@ -225,22 +228,61 @@ def render(records: Sequence[Record], decisions_link: str = "docs/decisions/inde
     return "\n".join(lines) + "\n"
 
 
+SUMMARY: Dict[str, Tuple[str, ...]] = {
+    "accuracy": ("test_accuracy", "wall_s"),
+    "time_to_accuracy": ("training_s",),
+    "load": ("requests_per_s", "p99_ms"),
+    "tests": ("passed", "duration_s"),
+}
+"""The figures the README's short table shows, per topic: the headline of each measurement."""
+
+
+def render_summary(records: Sequence[Record]) -> str:
+    """The README's table: per measurement of the topics in `SUMMARY`, its headline figures (newest,
+    and their spread over runs)."""
+    lines = ["| measurement | figures (newest; spread over runs) | date |", "| --- | --- | --- |"]
+    order = list(TOPICS)
+    measurements = sorted(_measurements(records).items(), key=lambda item: (order.index(item[0][0]), item[0][1]))
+    for (topic, name), runs in measurements:
+        keys = [key for key in SUMMARY.get(topic, ()) if key in _flat(runs[-1].figures)]
+        if not keys:
+            continue
+        flat_runs = [_flat(run.figures) for run in runs]
+        figures = "<br>".join(_figure(key, flat_runs) for key in keys)
+        lines.append(f"| {_cell(TOPICS[topic].lower())}: {_cell(name)} | {_cell(figures)} | {runs[-1].date} |")
+    return "\n".join(lines)
+
+
+def with_summary(readme: str, records: Sequence[Record]) -> str:
+    """`readme` with the table between its results markers generated from `records`."""
+    start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
+    return f"{readme[:start]}\n{render_summary(records)}\n{readme[end:]}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--results", default=RESULTS_DIR, help="the folder of records")
-    parser.add_argument("--out", default=BENCHMARKS_MD, help="the page to write")
-    parser.add_argument("--check", action="store_true", help="fail if the page differs from the records' page")
+    parser.add_argument("--out", default=BENCHMARKS_MD, help="the benchmarks page to write")
+    parser.add_argument("--readme", default=README, help="the README whose results table to write")
+    parser.add_argument("--check", action="store_true", help="fail if either differs from what the records give")
     args = parser.parse_args(argv)
-    page = render(load(args.results))
-    if args.check:
-        with open(args.out) as current:
-            if current.read() != page:
-                print(f"{args.out} is out of date: run .venv/bin/python -m benchmarks.results", file=sys.stderr)
-                return 1
-        return 0
-    with open(args.out, "w") as out:
-        out.write(page)
-    return 0
+    records = load(args.results)
+    with open(args.readme) as f:
+        readme = f.read()
+    pages = {args.out: render(records), args.readme: with_summary(readme, records)}
+    stale = []
+    for path, text in pages.items():
+        current = open(path).read() if os.path.exists(path) else ""
+        if current == text:
+            continue
+        if args.check:
+            stale.append(path)
+        else:
+            with open(path, "w") as out:
+                out.write(text)
+    for path in stale:
+        print(f"{path} is not what the records give: run .venv/bin/python -m benchmarks.results", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
