@@ -1,0 +1,257 @@
+"""`serving.grpc_service`: every method of TF Serving's PredictionService and ModelService, on a stub
+data plane (no model) behind an in-process gRPC server on a free loopback port: what each request asks
+the data plane, how each answer is written, and the gRPC code of each `serving.errors` error."""
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from serving import errors, grpc_service
+from serving.config import ServerOptions
+from serving.dataplane import ModelRef
+from serving.metrics import Metrics
+from tests.stub_dataplane import StubDataPlane
+
+
+@pytest.fixture(scope="module")
+def served():
+    """One server for the module (starting one takes a while); each test gets a fresh stub in it."""
+    holder = {"stub": StubDataPlane()}
+
+    class Forwarding:
+        def __getattr__(self, name):
+            return getattr(holder["stub"], name)
+
+    metrics = Metrics()
+    server, port = grpc_service.make_server(Forwarding(), metrics, ServerOptions(host="127.0.0.1", port=0))
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield holder, metrics, channel
+    finally:
+        channel.close()
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def stub(served) -> StubDataPlane:
+    served[0]["stub"] = StubDataPlane()
+    return served[0]["stub"]
+
+
+@pytest.fixture
+def prediction(served) -> prediction_service_pb2_grpc.PredictionServiceStub:
+    return prediction_service_pb2_grpc.PredictionServiceStub(served[2])
+
+
+@pytest.fixture
+def models(served) -> model_service_pb2_grpc.ModelServiceStub:
+    return model_service_pb2_grpc.ModelServiceStub(served[2])
+
+
+def _predict_request(version=None, label=None, **inputs) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "digits"
+    if version is not None:
+        request.model_spec.version.value = version
+    if label is not None:
+        request.model_spec.version_label = label
+    for name, value in (inputs or {"images": np.array([[1, 2], [3, 4]], np.float32)}).items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def _examples(request, signature_name: str, count: int = 2):
+    request.model_spec.name = "digits"
+    request.model_spec.signature_name = signature_name
+    for i in range(count):
+        request.input.example_list.examples.add().features.feature["x"].int64_list.value.append(i)
+    return request
+
+
+def _code(call) -> tuple:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return raised.value.code(), raised.value.details()
+
+
+def test_predict_answers_with_the_version_and_signature_that_answered(stub, prediction):
+    response = prediction.Predict(_predict_request(), timeout=10)
+    assert (response.model_spec.name, response.model_spec.version.value) == ("digits", 2)
+    assert response.model_spec.signature_name == "serving_default"
+    assert tf.make_ndarray(response.outputs["doubled"]).tolist() == [[2, 4], [6, 8]]
+    assert tf.make_ndarray(response.outputs["total"]).tolist() == [3, 7]
+    filtered = _predict_request(version=1)
+    filtered.output_filter.append("total")
+    response = prediction.Predict(filtered, timeout=10)
+    assert list(response.outputs) == ["total"] and response.model_spec.version.value == 1
+    assert prediction.Predict(_predict_request(label="stable"), timeout=10).model_spec.version.value == 1
+    refs = [ref for name, ref in stub.calls if name == "servable"]
+    assert refs == [ModelRef("digits"), ModelRef("digits", version=1), ModelRef("digits", label="stable")]
+
+
+@pytest.mark.parametrize(
+    "change, code, message",
+    [
+        (lambda r: r.ClearField("model_spec"), grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
+        (lambda r: setattr(r.model_spec, "name", "other"), grpc.StatusCode.NOT_FOUND, "Latest(other)"),
+        (lambda r: r.model_spec.version.__setattr__("value", 9), grpc.StatusCode.NOT_FOUND, "Specific(digits, 9)"),
+        (lambda r: setattr(r.model_spec, "version_label", "beta"), grpc.StatusCode.INVALID_ARGUMENT, "label: beta"),
+        (lambda r: setattr(r.model_spec, "signature_name", "nope"), grpc.StatusCode.INVALID_ARGUMENT, '"nope"'),
+        (lambda r: r.output_filter.append("nope"), grpc.StatusCode.INVALID_ARGUMENT, "output tensor alias not found"),
+        (lambda r: r.inputs.pop("images"), grpc.StatusCode.INVALID_ARGUMENT, "Missing but required"),
+        (
+            lambda r: r.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 3), np.float32))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "shape",
+        ),
+    ],
+)
+def test_bad_predict_requests(stub, prediction, change, code, message):
+    request = _predict_request()
+    change(request)
+    got, details = _code(lambda: prediction.Predict(request, timeout=10))
+    assert got == code and message in details
+
+
+def test_classify_and_regress(stub, prediction):
+    classified = prediction.Classify(
+        _examples(classification_pb2.ClassificationRequest(), "classification"), timeout=10
+    )
+    assert classified.model_spec.signature_name == "classification" and classified.model_spec.version.value == 2
+    assert [[(c.label, c.score) for c in row.classes] for row in classified.result.classifications] == [
+        [("0", 0.25), ("1", 0.75)]
+    ] * 2
+    regressed = prediction.Regress(_examples(regression_pb2.RegressionRequest(), "regression", 3), timeout=10)
+    assert [r.value for r in regressed.result.regressions] == [0.5, 1.5, 2.5]
+    assert regressed.model_spec.version.value == 2
+    (classify,) = [args for name, args in stub.calls if name == "classify"]
+    assert classify[1] == "classification" and len(classify[2]) == 2
+    empty = classification_pb2.ClassificationRequest()
+    empty.model_spec.name = "digits"
+    assert _code(lambda: prediction.Classify(empty, timeout=10)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Input is empty.",
+    )
+    wrong = _examples(regression_pb2.RegressionRequest(), "classification")
+    code, details = _code(lambda: prediction.Regress(wrong, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "No regression inputs found" in details
+
+
+def test_metadata(stub, prediction):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "digits"
+    request.model_spec.version_label = "stable"
+    response = prediction.GetModelMetadata(request, timeout=10)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert response.model_spec.version.value == 1
+    assert sorted(signatures.signature_def) == ["classification", "regression", "serving_default"]
+    request.ClearField("metadata_field")
+    assert _code(lambda: prediction.GetModelMetadata(request, timeout=10)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "GetModelMetadataRequest must specify at least one metadata_field",
+    )
+    request.metadata_field.append("graph")
+    assert _code(lambda: prediction.GetModelMetadata(request, timeout=10)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Metadata field graph is not supported",
+    )
+
+
+def test_model_status(stub, models):
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "digits"
+    statuses = models.GetModelStatus(request, timeout=10).model_version_status
+    available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert [(s.version, s.state) for s in statuses] == [(2, available), (1, available)]
+    request.model_spec.version.value = 1
+    assert [s.version for s in models.GetModelStatus(request, timeout=10).model_version_status] == [1]
+    request.model_spec.name = "other"
+    code, _ = _code(lambda: models.GetModelStatus(request, timeout=10))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert [args for name, args in stub.calls if name == "model_status"] == [
+        ("digits", None),
+        ("digits", 1),
+        ("other", 1),
+    ]
+
+
+def test_reload_config(stub, models):
+    request = model_management_pb2.ReloadConfigRequest()
+    entry = request.config.model_config_list.config.add(name="a", base_path="/models/a")
+    entry.model_version_policy.latest.num_versions = 2
+    models.HandleReloadConfigRequest(request, timeout=10)
+    ((reloaded,),) = stub.core.reloaded
+    assert (reloaded.name, reloaded.base_path, reloaded.policy.latest) == ("a", "/models/a", 2)
+    entry.base_path = "relative"
+    code, details = _code(lambda: models.HandleReloadConfigRequest(request, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("ReloadConfigRequest: Expected model a")
+    assert len(stub.core.reloaded) == 1
+
+
+def test_multi_inference_is_unimplemented(stub, prediction):
+    code, details = _code(lambda: prediction.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=10))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "call Classify or Regress" in details
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.InvalidArgument("bad input"),
+        errors.FailedPrecondition("not now"),
+        errors.NotFound("gone"),
+        errors.ResourceExhausted("too much"),
+        errors.Unavailable("queue full"),
+        errors.DeadlineExceeded("too slow"),
+        errors.Unimplemented("not here"),
+        errors.Internal("broken"),
+    ],
+)
+def test_model_errors_carry_their_grpc_code(stub, prediction, error):
+    stub.error = error
+    assert _code(lambda: prediction.Predict(_predict_request(), timeout=10)) == (error.code, error.message)
+    request = _examples(classification_pb2.ClassificationRequest(), "classification")
+    assert _code(lambda: prediction.Classify(request, timeout=10)) == (error.code, error.message)
+
+
+def test_an_unexpected_failure_is_internal_without_its_text(stub, prediction):
+    stub.error = RuntimeError("secret detail")
+    assert _code(lambda: prediction.Predict(_predict_request(), timeout=10)) == (
+        grpc.StatusCode.INTERNAL,
+        "Internal error; see the server log",
+    )
+
+
+def test_a_model_slower_than_the_deadline(stub, prediction):
+    stub.hang = True
+    code, _ = _code(lambda: prediction.Predict(_predict_request(), timeout=0.3))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _count(metrics: Metrics, status: str) -> float:
+    prefix = f':tensorflow:serving:request_count{{model_name="digits",status="{status}"}} '
+    lines = [line for line in metrics.exposition().decode().splitlines() if line.startswith(prefix)]
+    return float(lines[0][len(prefix) :]) if lines else 0.0
+
+
+def test_predict_classify_and_regress_are_counted_under_tf_servings_names(served, stub, prediction):
+    metrics = served[1]
+    before = _count(metrics, "OK"), _count(metrics, "NOT_FOUND")
+    prediction.Predict(_predict_request(), timeout=10)
+    stub.error = errors.NotFound("gone")
+    _code(lambda: prediction.Predict(_predict_request(), timeout=10))
+    assert (_count(metrics, "OK"), _count(metrics, "NOT_FOUND")) == (before[0] + 1, before[1] + 1)
+    assert 'request_latency_count{API="Predict",entrypoint="GRPC",model_name="digits"}' in metrics.exposition().decode()
