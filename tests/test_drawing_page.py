@@ -4,9 +4,8 @@ the model as MNIST frames its digits (the 28x28 picture it shows beside the answ
 model's answer and its ten probabilities, and the full-size drawing is read correctly.
 
 The smaller drawings come out bolder once framed. The smoke model serving here (4 epochs on 2,400
-digits) read the quarter-pad ones as a 9 in 2 of 11 trainings (session 24, one of them in a fresh-clone
-suite), where the trained models read every place right: `benchmarks.drawing` measures that for any run
-(BENCHMARKS.md)."""
+digits) reads the quarter-pad ones as a 9 in about one training of five, where the trained models read
+every place right: `benchmarks.drawing` measures that for any run."""
 
 import numpy as np
 import pytest
