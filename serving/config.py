@@ -69,8 +69,8 @@ class BatchingOptions:
 @dataclasses.dataclass(frozen=True)
 class Flag:
     """How a `ServerOptions` field is set on the command line: `--<field name>` (TF Serving's spelling),
-    older spellings kept as aliases, the help text, and how the text becomes the value (default: by the
-    type of the field's default; a False bool is a switch)."""
+    hyphenated or shorter spellings as aliases, the help text, and how the text becomes the value
+    (default: by the type of the field's default; a False bool is a switch)."""
 
     help: str
     aliases: Tuple[str, ...] = ()

@@ -205,10 +205,10 @@ def test_serve_flags_take_tf_servings_names(tmp_path):
     assert [(m.name, m.base_path, m.policy.latest) for m in options.models] == [("mnist", str(tmp_path), 1)]
     assert (options.port, options.rest_api_port, options.file_system_poll_wait_seconds) == (9000, 0, 0.5)
     assert options.enable_batching and options.host == "127.0.0.1"
-    old_names = main.parser().parse_args(
+    aliases = main.parser().parse_args(
         ["serve", "--model-base-path", str(tmp_path), "--rest-port", "1", "--grpc-port", "2", "--poll-seconds", "3"]
     )
-    assert (old_names.rest_api_port, old_names.port, old_names.file_system_poll_wait_seconds) == (1, 2, 3.0)
+    assert (aliases.rest_api_port, aliases.port, aliases.file_system_poll_wait_seconds) == (1, 2, 3.0)
 
 
 def test_serve_refuses_a_bad_config_file_by_name(tmp_path, capsys):
