@@ -18,12 +18,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from benchmarks.drawing import CHROMIUM
 from components import examples
 from components.digit_example_gen import readers
 from components.digit_example_gen.readers import idx_bytes
 from models.config import TrainerConfig
 from pipeline import configs
+from reports.browser import CHROMIUM
 
 
 def random_digits(count: int, seed: int = 0):

@@ -6,9 +6,9 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import mnist
 from models import features, robustness
 from models.batches import in_batches
+from pipeline import mnist
 
 
 def test_every_value_once_in_order_in_bounded_float32_batches():

@@ -10,16 +10,26 @@ every place right: `benchmarks.drawing` measures that for any run."""
 import numpy as np
 import pytest
 
-from benchmarks.drawing import DRAWN_DIGIT, PLACES, draw, drawing_page
 from models import features
 from models.preprocessing import CENTRE, DIGIT_BOX
+from reports.browser import DRAWN_DIGIT, PLACES, draw, drawing_page
+from serving.config import ServerOptions, single_model
+from serving.model_store import publish_version
+from serving.server import ModelServer
 from tests.support import needs_chromium
 
 
 @pytest.fixture(scope="module")
-def page(served_model):
-    with drawing_page(served_model) as page:
-        yield page
+def page(served_model, tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("drawing") / features.MODEL_NAME)
+    publish_version(served_model, base, 1)
+    server = ModelServer(ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None))
+    server.start()
+    try:
+        with drawing_page(server.rest_url) as page:
+            yield page
+    finally:
+        server.stop()
 
 
 @pytest.mark.e2e

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from benchmarks import mnist
 from models import features
 from models.preprocessing import CENTRE, DIGIT_BOX, decode_image, preprocessing_fn
+from pipeline import mnist
 
 
 def test_scales_pixels_and_reshapes():

@@ -4,8 +4,8 @@ perturb a digit (turned, shifted, noisy)."""
 import numpy as np
 import pytest
 
-from benchmarks import mnist
 from models import robustness
+from pipeline import mnist
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The bundled MNIST as NumPy arrays, for the benchmarks (the pipeline itself reads it with DigitExampleGen)."""
+"""The bundled MNIST (`configs.DATA_ROOT`) as NumPy arrays, read with DigitExampleGen's IDX reader: for the
+tests and benchmarks that need digits without a pipeline run."""
 
 import gzip
 import itertools

@@ -1,12 +1,12 @@
-"""Other models to serve beside a pipeline's own: the same CNN, untrained, exported exactly as the
-Trainer exports (signatures, checks, warmup), so that a hot swap is to a model that answers visibly
-differently."""
+"""A model to serve beside a pipeline's own: the same CNN, untrained, exported exactly as the Trainer
+exports (signatures, checks, warmup), so that a hot swap (in the serving tests and the load benchmark)
+is to a model that answers visibly differently."""
 
 import tensorflow_transform as tft
 
-from models import model
 from models.config import DEFAULT_SEED
 from models.export import PixelDomain, export_model
+from models.network import build_model
 from pipeline import configs
 
 
@@ -16,7 +16,7 @@ def export_untrained(transform_graph_uri: str, export_dir: str, seed: int = DEFA
 
     tf.keras.utils.set_random_seed(seed)
     export_model(
-        model.build_model(learning_rate=1e-3),
+        build_model(learning_rate=1e-3),
         tft.TFTransformOutput(transform_graph_uri),
         export_dir,
         PixelDomain.from_schema(configs.SCHEMA_PATH),
