@@ -1,6 +1,6 @@
 """An `ensemble` run's members, each alone and averaged K at a time, on `eval` and on `test`.
 
-    .venv/bin/python -m benchmarks.ensemble [--output output] [--output other ...]
+    .venv/bin/python -m benchmarks.ensemble [--output output] [--output other ...] [--label LABEL]
 
 Reads the newest evaluated run under each `--output`: each member's exported checkpoint (the first in
 the Trainer's logs folder, the others in `member-N` below it; a single CNN is a member of its own) and
@@ -9,7 +9,8 @@ measure what averaging more CNNs than one run trains would reach.
 `eval` is where K is chosen; `test` is what is reported. How alike the members' mistakes are
 (`shared_mistakes`) says how much averaging them can fix. The members are rebuilt in float32, so their
 probabilities differ from the bfloat16 export's in the fourth decimal; the export's own test accuracy
-(TFMA's, on all of `test`) is the run's summary figure.
+(TFMA's, on all of `test`) is the run's summary figure. Recorded under the topic "accuracy" as
+"ensemble members averaged": every K's accuracy, and how alike the members' mistakes are.
 """
 
 import argparse
@@ -20,15 +21,15 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from benchmarks import host, mnist, runs
-from pipeline import configs
+from benchmarks import report, runs
+from pipeline import configs, mnist
 from reports.run_report import Digits
 
 MEMBER_FOLDER = re.compile(r"member-(\d+)$")
 
 
 def member_dirs(trainer_logs: str) -> List[str]:
-    """Every member's logs folder, in seed order (see `models.model.member_dir`)."""
+    """Every member's logs folder, in seed order (see `models.training.member_dir`)."""
     numbered = {}
     for path in glob.glob(os.path.join(trainer_logs, "member-*")):
         match = MEMBER_FOLDER.search(path)
@@ -57,7 +58,7 @@ def same_digits(these: Dict[str, Digits], those: Dict[str, Digits]) -> bool:
 
 
 def probabilities(run_dir: str, pixels: np.ndarray) -> np.ndarray:
-    from models.model import trained_model
+    from models.network import trained_model
 
     return trained_model(run_dir).predict(mnist.scaled(pixels.astype(np.float32)), batch_size=500, verbose=0)
 
@@ -98,6 +99,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         dest="outputs",
         help="a pipeline output folder; repeat it to pool several runs' members (default: output)",
     )
+    runs.add_label_flag(parser)
     args = parser.parse_args(argv)
     outputs = args.outputs or [configs.OUTPUT_ROOT]
     evaluated = [runs.evaluated_run(output) for output in outputs]
@@ -109,29 +111,30 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             )
     members = [member for run in evaluated for member in member_dirs(run.trainer_logs)]
     scores = {split: [probabilities(member, digits.pixels) for member in members] for split, digits in splits.items()}
-    return host.reported(
-        {
-            "runs": [
-                {"output": output, "run": run.run_id, "export_test_accuracy": run.accuracy}
-                for output, run in zip(outputs, evaluated)
-            ],
-            "members": [
-                {"member": i + 1, "logs": logs, **{s: accuracy(scores[s][i], splits[s].labels) for s in splits}}
-                for i, logs in enumerate(members)
-            ],
-            "first_k_averaged": [
-                {
-                    "k": k,
-                    **{split: accuracy(np.mean(scores[split][:k], axis=0), splits[split].labels) for split in splits},
-                }
-                for k in range(1, len(members) + 1)
-            ],
-            "shared_mistakes": {split: shared_mistakes(scores[split], splits[split].labels) for split in splits},
-            "average_misreads_by_members_misreading": {
-                split: members_misreading(scores[split], splits[split].labels) for split in splits
-            },
-        }
-    )
+    averaged = {
+        f"first {k}": {s: accuracy(np.mean(scores[s][:k], axis=0), splits[s].labels) for s in splits}
+        for k in range(1, len(members) + 1)
+    }
+    figures = {
+        "members": len(members),
+        "accuracy": averaged,
+        "shared_mistakes": {split: shared_mistakes(scores[split], splits[split].labels) for split in splits},
+    }
+    details = {
+        "runs": [
+            {"output": output, "run": run.run_id, "export_test_accuracy": run.accuracy}
+            for output, run in zip(outputs, evaluated)
+        ],
+        "each_member": [
+            {"member": i + 1, "logs": logs, **{s: accuracy(scores[s][i], splits[s].labels) for s in splits}}
+            for i, logs in enumerate(members)
+        ],
+        "average_misreads_by_members_misreading": {
+            split: members_misreading(scores[split], splits[split].labels) for split in splits
+        },
+    }
+    name = runs.labelled("ensemble members averaged", args.label)
+    return report.recorded("accuracy", {name: figures}, "benchmarks.ensemble", argv, details)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ with TF Serving's default policy (one version) and, unless `--no-batching`, serv
 the deploy files' parameters. Version 1 is the pipeline's pushed model; the swaps push, in turn, an untrained
 copy of the CNN and the pushed model again (saved_model.pb last, as the Pusher does). Each client sends
 one test digit per request. A request is an error if it fails, or if its answer is not the one of the
-version serving when it was sent (a request in flight across a swap may get either).
+version serving when it was sent (a request in flight across a swap may get either). Each run is
+recorded under the topic "load", named after the swaps ("no swap", "one swap halfway", "6 swaps"),
+and the clients and batching when they are not the defaults: requests per second, latency, errors
+and memory growth (its per-swap log and first errors are printed with it).
 """
 
 import argparse
@@ -29,15 +32,16 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import psutil
 
-from benchmarks import mnist, variants
+from benchmarks import report
 from models import features
-from pipeline import configs, summary
+from pipeline import configs, mnist, summary, untrained
 from serving.model_store import publish_version
 
 _REST_LINE = re.compile(r"REST\s+http://127\.0\.0\.1:(\d+)/")
 BATCHING_PARAMETERS = os.path.join(configs.PROJECT_ROOT, "serving", "deploy", "batching_parameters.txt")
 """The batching the deploy files give the real TF Serving."""
 IMAGES = 256
+CLIENTS = 16
 SETTLE_SECONDS = 60.0
 
 
@@ -152,7 +156,7 @@ def _allowed_models(swaps: List[Dict], sent: float) -> set:
 
 def run_load(
     model_dirs: Tuple[str, str],
-    clients: int = 16,
+    clients: int = CLIENTS,
     requests: int = 5000,
     swaps: int = 1,
     batching: bool = True,
@@ -295,13 +299,13 @@ def model_pair(output_root: str, work_dir: str) -> Tuple[str, str]:
     run = summary.latest_run(configs.metadata_path(output_root), pushed=True)
     if not run.pushed_to or not run.transform_graph_uri:
         raise SystemExit(f"no pushed model in {output_root}: run the pipeline first (make run)")
-    return run.pushed_to, variants.export_untrained(run.transform_graph_uri, os.path.join(work_dir, "untrained"))
+    return run.pushed_to, untrained.export_untrained(run.transform_graph_uri, os.path.join(work_dir, "untrained"))
 
 
 def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="a pipeline run's --output folder")
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--swaps", type=int, default=1)
     parser.add_argument("--runs", type=int, default=1)
@@ -311,23 +315,28 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     )
     args = parser.parse_args(argv)
     results = []
+    name = {0: "no swap", 1: "one swap halfway"}.get(args.swaps, f"{args.swaps} swaps")
+    if args.clients != CLIENTS:
+        name += f", {args.clients} clients"
+    if args.no_batching:
+        name += ", no batching"
     with tempfile.TemporaryDirectory(prefix="digits-load-") as work_dir:
         models = model_pair(args.output, work_dir)
         for run in range(args.runs):
             run_dir = os.path.join(work_dir, f"run{run}")
             os.makedirs(run_dir)
-            results.append(
-                run_load(
-                    models,
-                    args.clients,
-                    args.requests,
-                    args.swaps,
-                    not args.no_batching,
-                    run_dir,
-                    args.batching_parameters,
-                )
+            result = run_load(
+                models,
+                args.clients,
+                args.requests,
+                args.swaps,
+                not args.no_batching,
+                run_dir,
+                args.batching_parameters,
             )
-            print(json.dumps(results[-1]), flush=True)
+            figures = {key: result[key] for key in ("requests_per_s", "p50_ms", "p99_ms", "errors")}
+            figures["rss_growth_mb"] = round(result["rss_mb_after"] - result["rss_mb_before"], 1)
+            results.append(report.recorded("load", {name: figures}, "benchmarks.load", argv, result))
     if any(r["errors"] for r in results):
         sys.exit(1)
     return results

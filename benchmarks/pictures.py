@@ -3,12 +3,13 @@ frame (as scans are), and as small digits off-centre on a larger page (dark ink 
 drawn or photographed), read through the model's `predict_image_bytes` signature, against the same
 model's accuracy on the raw pixels.
 
-    .venv/bin/python -m benchmarks.pictures [--output output] [--digits 10000]
+    .venv/bin/python -m benchmarks.pictures [--output output] [--label LABEL] [--digits 10000]
 
 The model is the newest pushed one under `--output`. Every picture is a PNG made from a test digit with
-PIL (bilinear resampling): "fill" cuts the digit to its ink and scales it so that its longer side is 100
-px (a non-square picture); "small, off-centre" scales the whole 28x28 digit to 40 px and pastes it at a
-random place (seeded) on a 224x224 white page, inverted to dark ink.
+PIL (bilinear resampling): "filling_frame" cuts the digit to its ink and scales it so that its longer side
+is 100 px (a non-square picture); "small_on_page" scales the whole 28x28 digit to 40 px and pastes it at a
+random place (seeded) on a 224x224 white page, inverted to dark ink. Recorded under the topic
+"pictures" as "predict_image_bytes": the accuracy on raw pixels and on each rendering.
 """
 
 import argparse
@@ -20,10 +21,10 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from PIL import Image
 
-from benchmarks import host, mnist, runs
+from benchmarks import report, runs
 from models import features
 from models.batches import in_batches
-from pipeline import configs
+from pipeline import mnist
 
 BATCH = 250
 FILL_SIDE = 100
@@ -53,14 +54,15 @@ def small_off_centre(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 RENDERINGS: Dict[str, Callable[[np.ndarray, np.random.Generator], bytes]] = {
-    "fill the frame": filling_the_frame,
-    "small, off-centre, dark on white": small_off_centre,
+    "filling_frame": filling_the_frame,
+    "small_on_page": small_off_centre,
 }
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="a pipeline run's --output folder")
+    runs.add_output_flag(parser)
+    runs.add_label_flag(parser)
     parser.add_argument("--digits", type=int, default=10_000, help="the first N MNIST test digits")
     args = parser.parse_args(argv)
     import tensorflow as tf
@@ -76,7 +78,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
     started = time.perf_counter()
     raw = float((read(features.IMAGES_SIGNATURE, features.IMAGES_INPUT, list(pixels)) == labels).mean())
-    results: Dict = {"raw pixels (predict_images)": {"accuracy": raw}}
+    results: Dict = {"raw_pixels": {"accuracy": raw}}
     for name, render in RENDERINGS.items():
         rng = np.random.default_rng(0)
         pictures = [render(digit, rng) for digit in pixels]
@@ -88,14 +90,10 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             "no_digit_found": int((read_digits == features.NO_DIGIT).sum()),
         }
         print(f"{name}: {json.dumps(results[name])}", flush=True)
-    return host.reported(
-        {
-            "model": model,
-            "digits": len(labels),
-            "seconds": round(time.perf_counter() - started, 1),
-            "results": results,
-        }
-    )
+    figures = {f"{name}_accuracy": result["accuracy"] for name, result in results.items()}
+    details = {"model": model, "digits": len(labels), "seconds": round(time.perf_counter() - started, 1), **results}
+    name = runs.labelled("predict_image_bytes", args.label)
+    return report.recorded("pictures", {name: figures}, "benchmarks.pictures", argv, details)
 
 
 if __name__ == "__main__":

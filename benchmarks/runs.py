@@ -6,13 +6,9 @@ import argparse
 import dataclasses
 from typing import Dict, Optional
 
-import numpy as np
-
-from benchmarks import mnist
 from models import features
-from models.batches import in_batches
 from pipeline import configs, summary
-from reports.run_report import Digits, read_split, serving_model
+from reports.run_report import Digits, read_split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +25,16 @@ class EvaluatedRun:
 
 def add_output_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="the pipeline output folder of the run")
+
+
+def add_label_flag(parser: argparse.ArgumentParser) -> None:
+    """`--label`: what sets the measured model apart from the default one (what `make run` trains), added
+    to the records' names so that its runs are not taken for runs of the default model's measurements."""
+    parser.add_argument("--label", default="", help="added to the records' names: a non-default model's profile")
+
+
+def labelled(name: str, label: str) -> str:
+    return f"{name}, {label}" if label else name
 
 
 def pushed_model(output: str) -> str:
@@ -49,15 +55,3 @@ def evaluated_run(output: str) -> EvaluatedRun:
 
 def eval_and_test(run: EvaluatedRun) -> Dict[str, Digits]:
     return {split: read_split(run.examples_uri, split) for split in (features.EVAL_SPLIT, features.TEST_SPLIT)}
-
-
-def exported_cnn_accuracy(run: EvaluatedRun, digits: Digits) -> float:
-    """The exported CNN's own accuracy on `digits`, each read once as the saved Keras model computes it
-    (bfloat16 where it trained so): what a rebuild of the CNN or a conversion of it should match, where
-    the signatures may read each digit turned (`test_time_rotation`)."""
-    import tensorflow as tf
-
-    cnn = tf.saved_model.load(serving_model(run.model_uri))
-    images = mnist.scaled(digits.pixels.astype(np.float32))
-    probabilities = in_batches(lambda chunk: cnn(chunk, training=False), images)
-    return round(float((probabilities.argmax(axis=1) == digits.labels).mean()), 4)

@@ -1,7 +1,7 @@
 """Serving latency and throughput of the project's model server, REST and gRPC, on loopback, beside the
 same model called in-process; and the first request to a new version with and without warmup.
 
-    .venv/bin/python -m benchmarks.serving [--output output]
+    .venv/bin/python -m benchmarks.serving [--output output] [--label LABEL]
 
 - Latency: one image per request, sequential requests (p50 / p99), REST, gRPC and in-process.
 - Throughput: batched requests (128 images) from several concurrent clients (images/s), REST, gRPC
@@ -9,7 +9,9 @@ same model called in-process; and the first request to a new version with and wi
 - First request: a version freshly loaded by a server with `--enable_model_warmup true` or `false`,
   timed on its first predict request (one image), each signature in turn.
 
-Every loop is bounded in count; traffic stays on 127.0.0.1.
+Every loop is bounded in count; traffic stays on 127.0.0.1. Recorded under the topic "serving": "REST",
+"gRPC" and "in-process" (p50 and p99 of one image, images per second batched), and "first request
+after warmup" and "without warmup" (milliseconds per signature).
 """
 
 import argparse
@@ -22,9 +24,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from benchmarks import host, mnist, runs
+from benchmarks import report, runs
 from models import features
-from pipeline import configs
+from pipeline import mnist
 from serving.client import GrpcClient, RestClient
 from serving.config import ServerOptions, single_model
 from serving.model_store import publish_version
@@ -112,7 +114,8 @@ def mnist_png(image: np.ndarray) -> bytes:
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--output", default=configs.OUTPUT_ROOT, help="a pipeline run's --output folder")
+    runs.add_output_flag(parser)
+    runs.add_label_flag(parser)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--clients", type=int, default=4)
@@ -158,7 +161,18 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             grpc_client.close()
     results["first_request_ms_with_warmup"] = first_requests(model, True, images[0])
     results["first_request_ms_without_warmup"] = first_requests(model, False, images[0])
-    return host.reported(results)
+    measurements = {
+        runs.labelled(name, args.label): {
+            "p50_ms": results[f"{way}_one_image"]["p50_ms"],
+            "p99_ms": results[f"{way}_one_image"]["p99_ms"],
+            "batched_images_per_s": results[f"{way}_batched"]["images_per_s"],
+        }
+        for way, name in (("rest", "REST"), ("grpc", "gRPC"), ("in_process", "in-process"))
+    }
+    for warmup, name in (("with", "first request after warmup"), ("without", "first request without warmup")):
+        first = results[f"first_request_ms_{warmup}_warmup"]
+        measurements[runs.labelled(name, args.label)] = {f"{signature}_ms": ms for signature, ms in first.items()}
+    return report.recorded("serving", measurements, "benchmarks.serving", argv, {"model": model, **results})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 The notebook trains as the popular Kaggle notebooks do: `model.fit` on NumPy arrays through Keras's
 `ImageDataGenerator`, Adam at 1e-3 halved when validation accuracy stalls, in float32
 (`notebook-bf16`: the same in bfloat16, to tell what the precision gains from what the pipeline does).
-`pipeline` trains as the `standard` profile's Trainer does: its tf.data tail (`models.model.batches`),
+`pipeline` trains as the `standard` profile's Trainer does: its tf.data tail (`models.inputs.batches`),
 its augmentation, learning-rate schedule (stretched over `--epochs`) and precision;
 `pipeline:FIELD=VALUE,...` is the same with those `TrainerConfig` fields changed (values in JSON), to
 measure a lever side by side with the Trainer as it is. All use the Trainer's callbacks (early
@@ -19,6 +19,10 @@ and bad moments. After every epoch the 10,000 test digits are scored, to stop th
 choose anything; the training clock (epochs, validation included) stops when the target is reached
 (`--target 1` never stops it: every epoch runs, and each variant ends with the `eval` and test accuracy
 of the weights the Trainer would export: the last epoch's, or with plateau halving the best `eval` epoch's).
+Recorded under the topic "time_to_accuracy", a record per variant named after the target and the
+variant ("99.5% test accuracy: the Trainer"): the training seconds and epochs to the target (none if
+not reached) and the exported weights' test accuracy. Seeds are runs of the same measurement. Every
+epoch's record is printed.
 """
 
 import argparse
@@ -33,9 +37,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from benchmarks import host, mnist, training, workers
+from benchmarks import report, training, workers
 from models.config import TrainerConfig
-from pipeline import configs
+from pipeline import configs, mnist
 
 NOTEBOOK, NOTEBOOK_BF16, PIPELINE = "notebook", "notebook-bf16", "pipeline"
 VARIANTS = (NOTEBOOK, NOTEBOOK_BF16, PIPELINE)
@@ -65,6 +69,14 @@ def pipeline_config(variant: str, epochs: int, seed: int) -> TrainerConfig:
     )
 
 
+def described(variant: str) -> str:
+    """A variant as its record names it: "the notebook", "the Trainer", "the Trainer with batch_size=64"."""
+    if variant in (NOTEBOOK, NOTEBOOK_BF16):
+        return "the notebook" + (" in bfloat16" if variant == NOTEBOOK_BF16 else "")
+    changes = variant.partition(":")[2]
+    return "the Trainer" + (f" with {changes}" if changes else "")
+
+
 def variant_name(text: str) -> str:
     """argparse's check of a variant: a notebook's name, or a pipeline variant that `pipeline_config` takes."""
     try:
@@ -85,7 +97,9 @@ def _worker(
     import tf_keras
 
     from models.config import NOTEBOOK_AUGMENTATION, PLATEAU, resolve_precision
-    from models.model import batches, build_model, callbacks, learning_rate
+    from models.inputs import batches
+    from models.network import build_model
+    from models.training import callbacks, learning_rate
 
     tf.random.set_seed(seed)
     notebook = variant in (NOTEBOOK, NOTEBOOK_BF16)
@@ -146,7 +160,7 @@ def _worker(
             callbacks=callbacks(config, run_dir) + [Turns()],
             verbose=0,
         )
-    if connection.recv() == GO:  # The weights the Trainer would export (`models.model.callbacks`).
+    if connection.recv() == GO:  # The weights the Trainer would export (`models.training.callbacks`).
         connection.send({DONE: {"test": accuracy("test"), "eval": accuracy("eval")}})
 
 
@@ -154,7 +168,7 @@ def mnist_splits() -> Dict[str, np.ndarray]:
     images, labels = mnist.load(mnist.TRAIN)
     # A random sample, as the pipeline's hash partition is: not every 12th digit, because MNIST's
     # training file alternates between writers, and the digits at even positions are the harder ones
-    # (a standard CNN misreads 0.3-0.7% of them against 0.04-0.24% at odd positions; BENCHMARKS.md).
+    # (a standard CNN misreads 0.3-0.7% of them against 0.04-0.24% at odd positions).
     held_out = np.zeros(len(images), bool)
     held_out[np.random.default_rng(HELD_OUT_SEED).permutation(len(images))[: len(images) // EVAL_EVERY]] = True
     test_images, test_labels = mnist.load(mnist.TEST)
@@ -207,17 +221,16 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         variant: next((e for e in records if e["test_accuracy"] >= args.target), None)
         for variant, records in epochs.items()
     }
-    return host.reported(
-        {
-            "target": args.target,
-            "seed": args.seed,
-            "pipeline_schedule_epochs": args.epochs,
-            "epochs": epochs,
-            "seconds_to_target": {v: r and r["cumulative_seconds"] for v, r in reached.items()},
-            "epochs_to_target": {v: r and r["epoch"] for v, r in reached.items()},
-            "exported_accuracy": exported,
+    measurements = {
+        f"{100 * args.target:g}% test accuracy: {described(variant)}": {
+            "training_s": r and r["cumulative_seconds"],
+            "epochs": r and r["epoch"],
+            "exported_test_accuracy": exported.get(variant, {}).get("test"),
         }
-    )
+        for variant, r in reached.items()
+    }
+    details = {"seed": args.seed, "pipeline_schedule_epochs": args.epochs, "exported": exported, "epochs": epochs}
+    return report.recorded("time_to_accuracy", measurements, "benchmarks.time_to_accuracy", argv, details)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
     .venv/bin/python -m benchmarks.training [--images 8000] [--rounds 8] [--steps 20] [--variants ...]
 
-Every variant trains the same CNN (`models.model.build_model`) with batch 128 on the same MNIST training
+Every variant trains the same CNN (`models.network.build_model`) with batch 128 on the same MNIST training
 images:
 - notebook: `model.fit` on in-memory NumPy arrays through Keras's classic `ImageDataGenerator`
   (rotation 10, zoom 0.1, width and height shift 0.1), as the popular Kaggle notebooks do, in float32;
   `notebook-bf16` the same in bfloat16 mixed precision, to tell the precision's gain from the pipeline's;
-- pipeline: the Trainer's tf.data tail (`models.model.batches`: cache, shuffle, batch, one fused affine
+- pipeline: the Trainer's tf.data tail (`models.inputs.batches`: cache, shuffle, batch, one fused affine
   augmentation per batch in a parallel map, prefetch), fed the pixels scaled as Transform scales them;
 - pipeline variants, all float32 but one: augmentation per image before batching (not fused), XLA
   (`jit_compile`), bfloat16 mixed precision (`pipeline-bf16`: the Trainer's default since), Keras 3
@@ -17,6 +17,8 @@ warmed up once. Then, round after round, each process in turn trains `--steps` s
 wait, so all variants share the machine's good and bad moments; the figure is the median over rounds
 of each variant's speed relative to `notebook` in the same round. The clock covers the steps (from the
 start to the end of `fit`'s epoch), not the making and end of each request's input iterator.
+Recorded under the topic "training", named after the variants measured (`NAMES`): each variant's median
+images per second and median ratio to `notebook`; the per-round speeds are printed.
 """
 
 import argparse
@@ -27,7 +29,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from benchmarks import host, mnist, workers
+from benchmarks import report, workers
+from pipeline import mnist
 
 BATCH = 128
 WARMUP_STEPS = 5
@@ -42,6 +45,11 @@ VARIANTS = (
     "pipeline-1-inter-op-thread",
 )
 BASELINE = "notebook"
+NAMES = {
+    ("notebook", "notebook-bf16", "pipeline", "pipeline-bf16"): "notebook and Trainer input, float32 and bfloat16",
+    VARIANTS: "every variant",
+}
+"""The records' names of the usual variant sets (in the order measured); another set is named by its variants."""
 
 
 def notebook_batches(images: np.ndarray, labels: np.ndarray, batch: int, seed: int = 0):
@@ -58,7 +66,8 @@ def _model_and_data(variant: str, images: np.ndarray, labels: np.ndarray):
     """The compiled model and an endless batch source for one variant."""
     import tensorflow as tf
 
-    from models.model import augment, batches, build_model
+    from models.inputs import augment, batches
+    from models.network import build_model
 
     if variant.startswith(BASELINE):
         precision = "mixed_bfloat16" if variant.endswith("bf16") else "float32"
@@ -98,8 +107,8 @@ def _keras_api(variant: str) -> ModuleType:
 
 def _step_timer(variant: str) -> Tuple[Any, Dict[str, float]]:
     """A callback timing each `fit` epoch's steps, and where it writes the seconds. Not the making of
-    the epoch's input iterator nor its end, where tf.data's autotuning can hold `fit` for up to a minute
-    (BENCHMARKS.md, session 20): `fit` makes an iterator per request here, the Trainer one per training."""
+    the epoch's input iterator nor its end, where tf.data's autotuning can hold `fit` for up to a minute:
+    `fit` makes an iterator per request here, the Trainer one per training."""
     times: Dict[str, float] = {}
     timer = _keras_api(variant).callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: times.update(started=time.perf_counter()),
@@ -149,17 +158,22 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     variants = [BASELINE] + [v for v in args.variants if v != BASELINE]
     speeds = measure(variants, args.images, args.rounds, args.steps)
     ratios = {v: [round(s / b, 3) for s, b in zip(speeds[v], speeds[BASELINE])] for v in variants}
-    return host.reported(
-        {
-            "images": args.images,
-            "batch": BATCH,
-            "steps_per_round": args.steps,
-            "images_per_s": speeds,
-            "median_images_per_s": {v: float(np.median(s)) for v, s in speeds.items()},
-            "ratio_to_notebook": ratios,
-            "median_ratio_to_notebook": {v: float(np.median(r)) for v, r in ratios.items()},
-        }
-    )
+    figures: Dict[str, float] = {}
+    for variant in variants:
+        key = variant.replace("-", "_")
+        figures[f"{key}_images_per_s"] = float(np.median(speeds[variant]))
+        if variant != BASELINE:
+            figures[f"{key}_ratio"] = round(float(np.median(ratios[variant])), 3)
+    details = {
+        "images": args.images,
+        "batch": BATCH,
+        "steps_per_round": args.steps,
+        "images_per_s": speeds,
+        "ratio_to_notebook": ratios,
+        "median_ratio_to_notebook": {v: float(np.median(r)) for v, r in ratios.items()},
+    }
+    name = NAMES.get(tuple(variants), ", ".join(variants))
+    return report.recorded("training", {name: figures}, "benchmarks.training", argv, details)
 
 
 if __name__ == "__main__":

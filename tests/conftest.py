@@ -13,7 +13,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
+from benchmarks import results
 from pipeline import configs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def benchmark_records(tmp_path_factory) -> str:
+    """Where the benchmarks that tests run write their records: a temporary folder, never the
+    repository's `benchmarks/results/`."""
+    folder = str(tmp_path_factory.mktemp("benchmark-records"))
+    os.environ[results.RESULTS_ENV] = folder
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +50,6 @@ def served_model(smoke_run) -> str:
 @pytest.fixture(scope="session")
 def other_model(smoke_run, tmp_path_factory) -> str:
     """A different model exported exactly as the Trainer exports: the same CNN, untrained."""
-    from benchmarks import variants
+    from pipeline import untrained
 
-    return variants.export_untrained(smoke_run[1].transform_graph_uri, str(tmp_path_factory.mktemp("other") / "model"))
+    return untrained.export_untrained(smoke_run[1].transform_graph_uri, str(tmp_path_factory.mktemp("other") / "model"))

@@ -34,7 +34,7 @@ def test_workers_answer_in_turn_and_stop():
 
 
 def test_a_variant_that_dies_before_it_is_ready_is_an_error_naming_it():
-    """Before, the parent kept the child's end of the pipe open and waited for READY for ever."""
+    """The parent holds only its own end of each pipe, so a child's death ends its wait for READY."""
     errors: list = []
 
     def start() -> None:
