@@ -114,6 +114,10 @@ def write(topic: str, name: str, figures: Dict[str, Any], command: str, note: st
     os.makedirs(folder, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
     path = os.path.join(folder, f"{stamp}-{topic}-{_slug(name)}.json")
+    for again in range(2, 100):  # Another run of the same measurement in the same second: keep both.
+        if not os.path.exists(path):
+            break
+        path = os.path.join(folder, f"{stamp}-{topic}-{_slug(name)}-{again}.json")
     with open(f"{path}.tmp", "w") as out:
         json.dump(dataclasses.asdict(record), out, indent=2)
         out.write("\n")
