@@ -129,9 +129,9 @@ def callbacks(config: TrainerConfig, run_dir: str) -> List[keras.callbacks.Callb
     `plateau` (the notebook's way) lowers the rate and stops when `eval` accuracy stalls, and exports its
     best epoch on `eval`. `cosine` runs every epoch and exports the last, where its rate ends at zero:
     on `eval`'s 5,000 digits the late epochs are within noise of each other (one digit is 0.02 points),
-    so a best-on-`eval` pick among them is mostly noise, and it picked epochs from the middle of the
-    schedule, still at a high rate (and early stopping stopped runs there). Every worker keeps the same
-    weights, when there are several."""
+    so a best-on-`eval` pick among them is mostly noise, and it tends to land on epochs from the middle of
+    the schedule, still at a high rate (where early stopping would also end the run). Every worker keeps
+    the same weights, when there are several."""
     logs = [
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
         keras.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV)),
@@ -270,7 +270,7 @@ def train_member(
     name: str,
 ) -> keras.Model:
     """One CNN trained from `config.seed` (warm-started when the Trainer got a base model and trains a
-    single CNN), with the weights to export (`callbacks`), as a plain model that can be exported."""
+    single CNN), with the weights to export (see `callbacks`), as a plain model that can be exported."""
     precision = resolve_precision(config.precision)
     tf.random.set_seed(config.seed)
     train = make_dataset(
