@@ -18,6 +18,7 @@ SUITES = {
     "load": "concurrent clients and hot swaps against `digits serve`: errors, latency, memory",
     "pictures": "accuracy on test digits rendered as pictures, through predict_image_bytes",
     "drawing": "what a model reads of a 7 drawn on its drawing page, in headless Chromium",
+    "suite": "`make test` from a fresh clone: the tests passed and the time it took",
     "results": "the benchmarks page made from the records (--check: fail if it is out of date)",
 }
 """Every suite, by module name under `benchmarks`, with what it measures."""

@@ -13,7 +13,17 @@ import pytest
 
 import benchmarks
 from benchmarks import __main__ as entry
-from benchmarks import drawing, ensemble, load, profile, results, test_time_augmentation, time_to_accuracy, training
+from benchmarks import (
+    drawing,
+    ensemble,
+    load,
+    profile,
+    results,
+    suite,
+    test_time_augmentation,
+    time_to_accuracy,
+    training,
+)
 from benchmarks import serving as serving_benchmark
 from models import features
 from models.config import Augmentation
@@ -266,6 +276,26 @@ def test_a_record_is_read_back_as_written(tmp_path, monkeypatch):
         results.write("speed", "x", {}, "a command")
 
 
+def test_the_suite_record_reads_pytests_last_summary_line():
+    output = "\n".join(
+        [
+            "===== 2 passed in 1.00s =====",  # An earlier pytest run (none in `make test` today).
+            "FAILED tests/test_x.py::test_y - AssertionError",
+            "==== 1 failed, 305 passed, 2 skipped, 1 error, 3 deselected in 662.05s (0:11:02) ====",
+        ]
+    )
+    assert suite.pytest_summary(output) == {
+        "passed": 305,
+        "failed": 1,
+        "skipped": 2,
+        "errors": 1,
+        "duration_s": 662.05,
+    }
+    assert suite.pytest_summary("== 307 passed in 9.5s ==")["failed"] == 0
+    with pytest.raises(ValueError):
+        suite.pytest_summary("make: *** [Makefile:44: check] Error 1")
+
+
 def _suites_on_disk() -> set:
     """The modules of `benchmarks` that define a `main`, read without importing them."""
     folder = os.path.dirname(benchmarks.__file__)
@@ -284,8 +314,8 @@ def test_one_entry_point_lists_every_suite_with_a_line_each(capsys):
     assert set(entry.SUITES) == _suites_on_disk()
     assert entry.main(["--help"]) == 0
     listed = capsys.readouterr().out
-    for suite, about in entry.SUITES.items():
-        assert f"  {suite} " in listed and about in listed
+    for name, about in entry.SUITES.items():
+        assert f"  {name} " in listed and about in listed
     assert entry.main([]) == 2 and entry.main(["nonsense"]) == 2
 
 
