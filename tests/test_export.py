@@ -7,7 +7,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from models import features, geometry
-from models.export import PixelDomain, turned_reading
+from models.export import PixelDomain, predict_with_tta
 from pipeline import configs
 from serving import servable
 from serving.errors import InvalidArgument
@@ -42,13 +42,13 @@ def _column_reader() -> tf.keras.Model:
     return tf.keras.Model(inputs, tf.keras.layers.Softmax()(columns))
 
 
-def test_a_turned_reading_averages_the_picture_and_its_two_turns():
+def test_tta_averages_the_picture_and_its_two_rotations():
     reader = _column_reader()
     images = tf.constant(np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)).astype(np.float32))
-    np.testing.assert_allclose(turned_reading(reader, images, 0.0).numpy(), reader(images).numpy())
-    copies = [images, geometry.turned(images, 6.0), geometry.turned(images, -6.0)]
+    np.testing.assert_allclose(predict_with_tta(reader, images, 0.0).numpy(), reader(images).numpy())
+    copies = [images, geometry.rotated(images, 6.0), geometry.rotated(images, -6.0)]
     expected = np.mean([reader(copy).numpy() for copy in copies], axis=0)
-    np.testing.assert_allclose(turned_reading(reader, images, 6.0).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(predict_with_tta(reader, images, 6.0).numpy(), expected, rtol=1e-6)
     assert not np.allclose(expected, reader(images).numpy(), atol=1e-3)
 
 
@@ -130,16 +130,17 @@ def test_warmup_file_has_a_request_per_signature_and_replays(loaded, served_mode
 
 
 @pytest.mark.e2e
-def test_the_served_model_reads_each_picture_as_it_is_and_turned(served_model, smoke_output):
+def test_the_served_model_predicts_with_tta(served_model, smoke_output):
     """The smoke profile exports as `standard` does: the signatures average the CNN's answers for each
-    picture and its turns by +-TEST_TIME_ROTATION, and the saved Keras model is the CNN alone."""
-    from benchmarks import mnist
+    picture and its rotations by +-TEST_TIME_ROTATION (test-time augmentation), and the saved Keras
+    model is the CNN alone."""
+    from pipeline import mnist
     from tests import support
 
     _, pixels, _ = support.pipeline_test_digits(smoke_output, 32)
     export = tf.saved_model.load(served_model)
     images = tf.constant(mnist.scaled(pixels))
-    copies = [geometry.turned(images, d) for d in (0.0, configs.TEST_TIME_ROTATION, -configs.TEST_TIME_ROTATION)]
+    copies = [geometry.rotated(images, d) for d in (0.0, configs.TEST_TIME_ROTATION, -configs.TEST_TIME_ROTATION)]
     answers = [export(copy, training=False).numpy() for copy in copies]
     served = export.signatures[features.IMAGES_SIGNATURE](**{features.IMAGES_INPUT: tf.constant(pixels)})
     probabilities = served[features.PROBABILITIES_OUTPUT].numpy()

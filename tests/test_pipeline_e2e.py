@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.drawing import CHROMIUM, CHROMIUM_ARGS
 from components.anomaly_gate import DataAnomaliesError
 from models import features
-from models.model import EXPORTED_WEIGHTS, METRICS_CSV
+from models.network import EXPORTED_WEIGHTS
+from models.training import METRICS_CSV
 from pipeline import configs, local_runner, summary
 from reports import figures, run_report
+from reports.browser import CHROMIUM, CHROMIUM_ARGS
 from tests import support
 from tests.support import needs_chromium
 
