@@ -66,14 +66,7 @@ class DataPlane:
         return response
 
     def model_metadata(self, ref: ModelRef) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        servable = self.servable(ref)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = servable.model_name
-        response.model_spec.version.value = servable.version
-        response.metadata["signature_def"].Pack(
-            get_model_metadata_pb2.SignatureDefMap(signature_def=servable.signature_defs)
-        )
-        return response
+        return metadata_response(self.servable(ref))
 
     def predict(self, servable: Servable, signature: Signature, arrays: Arrays) -> "concurrent.futures.Future[Arrays]":
         """The signature's outputs for checked inputs (`serving.inputs`), batched if batching is on."""
@@ -109,6 +102,17 @@ class DataPlane:
 
     def stop(self) -> None:
         self.runner.stop()
+
+
+def metadata_response(servable: Servable) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """TF Serving's GetModelMetadata answer: the version's signature defs under `signature_def`."""
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = servable.model_name
+    response.model_spec.version.value = servable.version
+    response.metadata["signature_def"].Pack(
+        get_model_metadata_pb2.SignatureDefMap(signature_def=servable.signature_defs)
+    )
+    return response
 
 
 def classification_result(outputs: Arrays) -> classification_pb2.ClassificationResult:

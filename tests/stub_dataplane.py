@@ -21,7 +21,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from serving import inputs
 from serving.config import ModelConfig
-from serving.dataplane import Arrays, DataPlane, ModelRef
+from serving.dataplane import Arrays, DataPlane, ModelRef, metadata_response
 from serving.errors import InvalidArgument, NotFound
 from serving.servable import Servable, Signature
 
@@ -116,14 +116,7 @@ class StubDataPlane:
         return response
 
     def model_metadata(self, ref: ModelRef) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        answering = self.servable(ref)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = answering.model_name
-        response.model_spec.version.value = answering.version
-        response.metadata["signature_def"].Pack(
-            get_model_metadata_pb2.SignatureDefMap(signature_def=answering.signature_defs)
-        )
-        return response
+        return metadata_response(self.servable(ref))
 
     def _answer(self, outputs: Arrays) -> "concurrent.futures.Future[Arrays]":
         future: concurrent.futures.Future[Arrays] = concurrent.futures.Future()
