@@ -36,8 +36,6 @@ from models import features
 from serving import client as serving_client
 from serving.model_store import publish_version
 
-START_SECONDS = 180.0
-"""How long the server may take to load and warm the candidate up."""
 REASON = "reason"
 """Custom property of the InfraBlessing: why it was not blessed ("" when it was)."""
 PROTOCOLS = (("rest", "REST"), ("grpc", "gRPC"))
@@ -201,6 +199,7 @@ def run_canary(
     model_name: str,
     latency_budget_ms: float,
     requests: int,
+    start_timeout_s: float,
     reference_dir: Optional[str] = None,
     work_dir: Optional[str] = None,
 ) -> CanaryResult:
@@ -215,7 +214,7 @@ def run_canary(
         digits = _test_digits(examples_uri, 16)
         started = time.monotonic()
         server = _Server(base, model_name, os.path.join(work, "server.log"))
-        _wait_available(server, model_name, START_SECONDS)
+        _wait_available(server, model_name, start_timeout_s)
         result.start_seconds = time.monotonic() - started
         rest = serving_client.RestClient(f"http://127.0.0.1:{server.rest_port}", model_name)
         grpc_client = serving_client.GrpcClient(f"127.0.0.1:{server.grpc_port}", model_name)
@@ -258,10 +257,13 @@ def ServingCanary(
     model_name: Parameter[str],
     latency_budget_ms: Parameter[float],
     requests: Parameter[int],
+    start_timeout_s: Parameter[float],
 ) -> None:
     """Blesses the candidate (TFX's InfraBlessing: `blessed` 1 and an INFRA_BLESSED file) if it serves,
     answers as exported and fast enough; else `blessed` 0, the reason in the `reason` property."""
-    result = run_canary(path_utils.serving_model_path(model.uri), examples.uri, model_name, latency_budget_ms, requests)
+    result = run_canary(
+        path_utils.serving_model_path(model.uri), examples.uri, model_name, latency_budget_ms, requests, start_timeout_s
+    )
     blessing.set_int_custom_property("blessed", int(result.blessed))
     blessing.set_string_custom_property(REASON, result.reason)
     blessing.set_float_custom_property("start_seconds", result.start_seconds)

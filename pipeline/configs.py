@@ -81,6 +81,8 @@ class CanarySettings:
     """Largest p99 of one-digit requests (REST and gRPC alike); measured unloaded here: 3-4 ms."""
     requests: int = 100
     """One-digit requests per protocol for the latency check."""
+    start_timeout_s: float = 180.0
+    """How long the server may take to load and warm the candidate up before it is refused."""
 
 
 CANARY = CanarySettings()

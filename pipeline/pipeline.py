@@ -148,6 +148,7 @@ def create_pipeline(
         model_name=pipeline_name,
         latency_budget_ms=canary.latency_budget_ms,
         requests=canary.requests,
+        start_timeout_s=canary.start_timeout_s,
     )
     # What the Pusher pushes: the candidate, with its model card in assets.extra/.
     model_card = ModelCard(
