@@ -244,7 +244,7 @@ SUMMARY: Dict[str, Tuple[str, ...]] = {
 def render_summary(records: Sequence[Record]) -> str:
     """The README's table: per measurement of the topics in `SUMMARY`, its headline figures (newest,
     and their spread over runs)."""
-    lines = ["| measurement | figures (newest; spread over runs) | date |", "| --- | --- | --- |"]
+    lines = ["| measurement | figures (newest; spread over runs) | date | machine |", "| --- | --- | --- | --- |"]
     order = list(TOPICS)
     measurements = sorted(_measurements(records).items(), key=lambda item: (order.index(item[0][0]), item[0][1]))
     for (topic, name), runs in measurements:
@@ -253,7 +253,11 @@ def render_summary(records: Sequence[Record]) -> str:
             continue
         flat_runs = [_flat(run.figures) for run in runs]
         figures = "<br>".join(_figure(key, flat_runs) for key in keys)
-        lines.append(f"| {_cell(TOPICS[topic].lower())}: {_cell(name)} | {_cell(figures)} | {runs[-1].date} |")
+        latest = runs[-1]
+        lines.append(
+            f"| {_cell(TOPICS[topic].lower())}: {_cell(name)} | {_cell(figures)} "
+            f"| {latest.date} | {_cell(latest.machine)} |"
+        )
     return "\n".join(lines)
 
 
