@@ -77,6 +77,14 @@ def folder_fingerprint(path: str) -> Tuple:
     return tuple(sorted(entries))
 
 
+def version_number(folder: str) -> Optional[int]:
+    """The version a folder under a base path holds, or None if its name is not a version: TF Serving
+    parses the name as an integer, so `00000123` is version 123 (but `v1` or `1.0` is no version)."""
+    if not (folder.isascii() and folder.isdigit()):
+        return None
+    return int(folder)
+
+
 class ModelStore:
     """The versions of one model."""
 
@@ -91,6 +99,8 @@ class ModelStore:
         that a status request never misses a version in the middle of its move (nor reads a dict that
         changes under it). Requests read `_servables`, replaced whole, without it."""
         self._failures: Dict[int, _Failure] = {}
+        self._folders: Dict[int, str] = {}
+        """Each version's folder name under the base path, as last listed."""
         self.watch_error: Optional[str] = None
         """The last error of watching the base path, until a watch succeeds again."""
 
@@ -99,16 +109,21 @@ class ModelStore:
         return self.config.name
 
     def candidate_versions(self) -> List[int]:
-        """Integer folders holding a saved_model.pb."""
+        """The versions of the folders named by an integer (leading zeros allowed: `00000123/` is version
+        123, as TF Serving parses the name) that hold a saved_model.pb. Of two folders naming the same
+        version, the one written without leading zeros, else the first in name order, is the version."""
         base = self.config.base_path
         if not tf.io.gfile.isdir(base):
             raise FileNotFoundError(f"Could not find base path {base} for servable {self.name}")
-        versions = []
-        for name in tf.io.gfile.listdir(base):
-            name = name.rstrip("/")
-            if name.isdigit() and tf.io.gfile.exists(os.path.join(base, name, SAVED_MODEL_FILE)):
-                versions.append(int(name))
-        return versions
+        folders: Dict[int, str] = {}
+        for name in sorted(name.rstrip("/") for name in tf.io.gfile.listdir(base)):
+            version = version_number(name)
+            if version is None or not tf.io.gfile.exists(os.path.join(base, name, SAVED_MODEL_FILE)):
+                continue
+            if version not in folders or name == str(version):
+                folders[version] = name
+        self._folders = folders
+        return list(folders)
 
     def refresh(self) -> None:
         """Loads the versions the policy wants (newest first) and unloads the rest once one of them
@@ -136,7 +151,7 @@ class ModelStore:
             log.info("Unloaded versions %s of %s", dropped, self.name)
 
     def _try_load(self, version: int) -> None:
-        path = os.path.join(self.config.base_path, str(version))
+        path = os.path.join(self.config.base_path, self._folders.get(version, str(version)))
         fingerprint = folder_fingerprint(path)
         failure = self._failures.get(version)
         now = time.monotonic()

@@ -10,11 +10,11 @@ import pytest
 import tensorflow as tf
 
 from serving import config, errors
-from serving.model_store import ModelStore, ServerCore, publish_version
+from serving.model_store import ModelStore, ServerCore, publish_version, version_number
 from serving.servable import SAVED_MODEL_FILE, Servable
 
 
-def _version(base, version: int, content: str = "ok") -> None:
+def _version(base, version, content: str = "ok") -> None:
     folder = os.path.join(base, str(version))
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "model.txt"), "w") as f:
@@ -76,6 +76,40 @@ def test_newest_versions_serve_per_policy_and_older_ones_stand_in_for_broken_one
         store.servable(version=3)
     with pytest.raises(errors.NotFound, match="Could not find version 9 of model m"):
         store.statuses(9)
+
+
+def test_a_version_folder_is_named_by_an_integer_leading_zeros_allowed_as_tf_serving_parses_it(tmp_path):
+    """`00000123/` is version 123, loaded from `00000123/` (TF Serving's own test models are written
+    so); names that are not integers are no versions."""
+    assert [version_number(name) for name in ("00000123", "7", "0", "v1", "1.0", "-1", "+2", "\u00b2", "")] == [
+        123,
+        7,
+        0,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    _version(tmp_path, "00000123")
+    _version(tmp_path, "0099", "broken")
+    _version(tmp_path, "v200")
+    loaded = []
+    store = ModelStore(
+        config.ModelConfig("m", str(tmp_path), config.VersionPolicy(all=True)),
+        lambda name, version, path: (
+            loaded.append((version, os.path.basename(path))) or _fake_loader(name, version, path)
+        ),
+        config.ServerOptions(),
+    )
+    store.refresh()
+    assert sorted(loaded) == [(99, "0099"), (123, "00000123")]
+    assert store.servable().version == 123 and store.servable(version=123).version == 123
+    assert [(s.version, s.state) for s in store.statuses()] == [(123, "AVAILABLE"), (99, "END")]
+    _version(tmp_path, 99)  # the same version without leading zeros is the one loaded
+    store.refresh()
+    assert loaded[-1] == (99, "99") and store.servable(version=99).version == 99
 
 
 def test_a_status_read_while_versions_load_and_unload_misses_none(tmp_path):
