@@ -93,8 +93,24 @@ def _port(text: str) -> Optional[int]:
     return None if port < 0 else port
 
 
-def _true_false(text: str) -> bool:
+def true_false(text: str) -> bool:
+    """A TF Serving boolean flag's text: true, 1 or yes (any case) is true."""
     return text.lower() in ("1", "true", "yes")
+
+
+def grpc_channel_arguments(text: str) -> Tuple[Tuple[str, Any], ...]:
+    """TF Serving's `--grpc_channel_arguments`: `name=value` pairs separated by commas, a value that
+    is an integer passed as one and any other as a string, as its server.cc builds them."""
+    arguments: List[Tuple[str, Any]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise ValueError(f"expected name=value, got {item!r}")
+        try:
+            arguments.append((name, int(value)))
+        except ValueError:
+            arguments.append((name, value))
+    return tuple(arguments)
 
 
 _THREADS = 4 * (os.cpu_count() or 1)
@@ -163,18 +179,34 @@ class ServerOptions:
         default=True,
         metadata=flag(
             "replay each version's assets.extra/tf_serving_warmup_requests before serving it",
-            parse=_true_false,
+            parse=true_false,
             metavar="true|false",
         ),
     )
     rest_api_timeout_in_ms: int = dataclasses.field(
         default=30_000, metadata=flag("model time limit for a REST request")
     )
-    rest_api_num_threads: int = _THREADS
-    """Threads that run unbatched model calls for REST (TF Serving's default size)."""
-    grpc_max_threads: int = _THREADS
-    max_num_load_retries: int = 5
-    load_retry_interval_micros: int = 60_000_000
+    rest_api_num_threads: int = dataclasses.field(
+        default=_THREADS, metadata=flag("threads that run unbatched model calls (TF Serving's default size)")
+    )
+    grpc_max_threads: int = dataclasses.field(default=_THREADS, metadata=flag("threads that answer gRPC calls"))
+    grpc_socket_path: Optional[str] = dataclasses.field(
+        default=None, metadata=flag("also serve gRPC on this UNIX socket (relative or absolute path)")
+    )
+    grpc_channel_arguments: Tuple[Tuple[str, Any], ...] = dataclasses.field(
+        default=(),
+        metadata=flag(
+            "gRPC server arguments, comma-separated (e.g. grpc.max_connection_age_ms=2000)",
+            parse=grpc_channel_arguments,
+            metavar="NAME=VALUE,...",
+        ),
+    )
+    max_num_load_retries: int = dataclasses.field(
+        default=5, metadata=flag("times a version that failed to load is tried again")
+    )
+    load_retry_interval_micros: int = dataclasses.field(
+        default=60_000_000, metadata=flag("wait between those tries, in microseconds")
+    )
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest REST body: 1,024 images of 784 pixels as JSON need about 3.5 MB."""
     max_batch_per_request: int = 1024
@@ -188,6 +220,61 @@ class ServerOptions:
     connection almost never races the server's close."""
     static_page: bool = True
     """Serve the drawing page at `/`."""
+
+
+NOT_IMPLEMENTED_FLAGS: Dict[str, str] = {
+    "rest_api_enable_cors_support": "no CORS headers are sent",
+    "enable_per_model_batching_parameters": "the --batching_parameters_file applies to every model",
+    "num_load_threads": "versions load one at a time",
+    "num_unload_threads": "versions unload one at a time",
+    "flush_filesystem_caches": "",
+    "tensorflow_session_parallelism": "TensorFlow sizes its own thread pools",
+    "tensorflow_session_config_file": "TensorFlow's default session options apply",
+    "tensorflow_intra_op_parallelism": "TensorFlow sizes its own thread pools",
+    "tensorflow_inter_op_parallelism": "TensorFlow sizes its own thread pools",
+    "platform_config_file": "SavedModels load with the default options",
+    "per_process_gpu_memory_fraction": "TensorFlow's GPU memory default applies",
+    "num_request_iterations_for_warmup": "each warm-up request is replayed once",
+    "remove_unused_fields_from_bundle_metagraph": "",
+    "prefer_tflite_model": "the SavedModel is served; TF Lite models are not",
+    "num_tflite_pools": "TF Lite models are not served",
+    "num_tflite_interpreters_per_pool": "TF Lite models are not served",
+    "enable_signature_method_name_check": "signatures are chosen by name and inputs, whatever their method",
+    "xla_cpu_compilation_enabled": "",
+    "xla_gpu_compilation_enabled": "",
+    "enable_profiler": "no profiler service is served",
+    "thread_pool_factory_config_file": "",
+    "mixed_precision": "",
+    "skip_initialize_tpu": "",
+    "enable_grpc_healthcheck_service": "no grpc.health.v1 service is served",
+    "enable_serialization_as_tensor_content": "tensors are answered as TensorFlow serializes them",
+}
+"""TF Serving's flags (its main.cc) that tune what this server does not have: accepted, so that a
+deployment written for TF Serving starts, and reported with a warning naming what happens instead."""
+
+REFUSED_FLAGS: Dict[str, str] = {
+    "ssl_config_file": "TLS is not implemented: put a TLS-terminating proxy in front",
+    "use_alts_credentials": "ALTS is not implemented",
+    "saved_model_tags": "only the 'serve' MetaGraph is loaded",
+}
+"""TF Serving's flags whose effect a deployment relies on and this server does not give: set to
+anything but their default (empty, false, `serve`), they stop the start-up instead of being ignored."""
+
+_FLAG_DEFAULTS = {"saved_model_tags": "serve"}
+
+
+def check_tf_serving_flags(given: Dict[str, str]) -> List[str]:
+    """The warnings for TF Serving flags given (name -> text) that this server does not implement;
+    `ConfigError` for one in `REFUSED_FLAGS` set to other than its default."""
+    warnings = []
+    for name, text in given.items():
+        if name in REFUSED_FLAGS:
+            if text.lower() not in ("", "false", "0", _FLAG_DEFAULTS.get(name, "")):
+                raise ConfigError(f"--{name}={text}: {REFUSED_FLAGS[name]}")
+            continue
+        why = NOT_IMPLEMENTED_FLAGS[name]
+        warnings.append(f"--{name}={text} is not implemented here and is ignored{'; ' + why if why else ''}")
+    return warnings
 
 
 def flags() -> List[Tuple[dataclasses.Field, Flag]]:

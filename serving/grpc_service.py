@@ -9,7 +9,7 @@ import concurrent.futures
 import functools
 import logging
 import time
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 import grpc
 import tensorflow as tf
@@ -162,7 +162,8 @@ class PredictionService(_Servicer, prediction_service_pb2_grpc.PredictionService
         response = regression_pb2.RegressionResponse()
         for value in next(iter(outputs.values())).reshape(-1):
             response.result.regressions.add(value=float(value))
-        _answered_by(response.model_spec, servable)
+        signature = servable.regression_signature(request.model_spec.signature_name)
+        _answered_by(response.model_spec, servable, signature.name)
         return response
 
     @_rpc()
@@ -208,14 +209,24 @@ def make_server(dataplane: DataPlane, metrics: Metrics, options: ServerOptions) 
     """The (not yet started) server and the port it bound (0 asks the OS for a free one)."""
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=options.grpc_max_threads, thread_name_prefix="grpc"),
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
+        options=channel_arguments(options),
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(dataplane, metrics, options), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(dataplane, metrics, options), server)
     bound = server.add_insecure_port(f"{options.host}:{options.port or 0}")
+    if options.grpc_socket_path:
+        server.add_insecure_port(f"unix:{options.grpc_socket_path}")
     return server, bound
+
+
+def channel_arguments(options: ServerOptions) -> List[Tuple[str, Any]]:
+    """The gRPC server's arguments: message sizes for a full batch of images, then those of
+    `--grpc_channel_arguments`, which replace any of the same name."""
+    given = dict(options.grpc_channel_arguments)
+    defaults = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+    return [(name, value) for name, value in defaults if name not in given] + list(given.items())

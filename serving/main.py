@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from serving import config
 
@@ -32,14 +32,45 @@ def add_flags(parser: argparse.ArgumentParser, defaults: Optional[Mapping[str, A
         default = defaults.get(field.name, field.default)
         names = [f"--{field.name}", *spec.aliases]
         if spec.parse is None and isinstance(field.default, bool) and not field.default:
-            parser.add_argument(*names, dest=field.name, action="store_true", default=default, help=spec.help)
+            # A switch, which also takes TF Serving's `--name=true|false`.
+            parser.add_argument(
+                *names, dest=field.name, nargs="?", const=True, type=config.true_false, default=default, help=spec.help
+            )
             continue
         parse = spec.parse or (type(field.default) if field.default is not None else str)
         parser.add_argument(*names, dest=field.name, type=parse, default=default, metavar=spec.metavar, help=spec.help)
+    tf_serving = parser.add_argument_group(
+        "TF Serving's flags not implemented here",
+        "accepted so that a TF Serving deployment starts; each one given is logged as ignored, except "
+        f"{', '.join('--' + name for name in config.REFUSED_FLAGS)}, which stop the start-up unless left at "
+        "their default",
+    )
+    for name in sorted({*config.NOT_IMPLEMENTED_FLAGS, *config.REFUSED_FLAGS}):
+        why = config.REFUSED_FLAGS.get(name) or config.NOT_IMPLEMENTED_FLAGS[name] or "ignored"
+        tf_serving.add_argument(
+            f"--{name}",
+            dest=f"{_TF_SERVING}{name}",
+            nargs="?",
+            const="true",
+            default=argparse.SUPPRESS,
+            metavar="VALUE",
+            help=why,
+        )
+
+
+_TF_SERVING = "tf_serving_flag_"
+"""Prefix of the parsed-flag attributes that hold TF Serving's flags not implemented here."""
+
+
+def tf_serving_flags(args: argparse.Namespace) -> Dict[str, str]:
+    """The TF Serving flags not implemented here that were given: name -> text."""
+    return {name[len(_TF_SERVING) :]: value for name, value in vars(args).items() if name.startswith(_TF_SERVING)}
 
 
 def options_from_flags(args: argparse.Namespace) -> config.ServerOptions:
     """The parsed flags -> resolved server options (config files read: `config.ConfigError` if wrong)."""
+    for warning in config.check_tf_serving_flags(tf_serving_flags(args)):
+        logging.getLogger(__name__).warning(warning)
     values = {field.name: getattr(args, field.name) for field, _ in config.flags()}
     return config.resolve(config.ServerOptions(**values))
 

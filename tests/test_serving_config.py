@@ -106,8 +106,8 @@ def test_options_that_name_nothing_to_serve_or_batching_without_batching_are_ref
 
 
 def test_flags_are_the_fields_that_declare_one_under_tf_servings_names_and_defaults():
-    """TF Serving's flag names and defaults; the options set in code only (limits, thread counts) are
-    not flags."""
+    """TF Serving's flag names and defaults; the options set in code only (limits, time-outs of the
+    REST connection, the drawing page) are not flags."""
     flags = {field.name: field.default for field, _ in config.flags()}
     assert flags == {
         "model_name": "digits",
@@ -124,5 +124,97 @@ def test_flags_are_the_fields_that_declare_one_under_tf_servings_names_and_defau
         "allow_version_labels_for_unavailable_models": False,
         "enable_model_warmup": True,
         "rest_api_timeout_in_ms": 30_000,
+        "rest_api_num_threads": config.ServerOptions.rest_api_num_threads,
+        "grpc_max_threads": config.ServerOptions.grpc_max_threads,
+        "grpc_socket_path": None,
+        "grpc_channel_arguments": (),
+        "max_num_load_retries": 5,
+        "load_retry_interval_micros": 60_000_000,
     }
     assert all(spec.help for _, spec in config.flags())
+
+
+TF_SERVING_FLAGS = set(
+    (
+        "port",
+        "grpc_socket_path",
+        "rest_api_port",
+        "rest_api_num_threads",
+        "rest_api_timeout_in_ms",
+        "rest_api_enable_cors_support",
+        "enable_batching",
+        "allow_version_labels_for_unavailable_models",
+        "batching_parameters_file",
+        "enable_per_model_batching_parameters",
+        "model_config_file",
+        "model_config_file_poll_wait_seconds",
+        "model_name",
+        "model_base_path",
+        "num_load_threads",
+        "num_unload_threads",
+        "max_num_load_retries",
+        "load_retry_interval_micros",
+        "file_system_poll_wait_seconds",
+        "flush_filesystem_caches",
+        "tensorflow_session_parallelism",
+        "tensorflow_session_config_file",
+        "tensorflow_intra_op_parallelism",
+        "tensorflow_inter_op_parallelism",
+        "use_alts_credentials",
+        "ssl_config_file",
+        "platform_config_file",
+        "per_process_gpu_memory_fraction",
+        "saved_model_tags",
+        "grpc_channel_arguments",
+        "grpc_max_threads",
+        "enable_model_warmup",
+        "num_request_iterations_for_warmup",
+        "monitoring_config_file",
+        "remove_unused_fields_from_bundle_metagraph",
+        "prefer_tflite_model",
+        "num_tflite_pools",
+        "num_tflite_interpreters_per_pool",
+        "enable_signature_method_name_check",
+        "xla_cpu_compilation_enabled",
+        "xla_gpu_compilation_enabled",
+        "enable_profiler",
+        "thread_pool_factory_config_file",
+        "mixed_precision",
+        "skip_initialize_tpu",
+        "enable_grpc_healthcheck_service",
+        "enable_serialization_as_tensor_content",
+    )
+)
+"""The flags of TF Serving's tensorflow_serving/model_servers/main.cc but `--version`."""
+
+
+def test_grpc_channel_arguments_are_name_value_pairs_integers_as_integers():
+    assert config.grpc_channel_arguments("grpc.max_connection_age_ms=2000, grpc.lb_policy_name=grpclb,") == (
+        ("grpc.max_connection_age_ms", 2000),
+        ("grpc.lb_policy_name", "grpclb"),
+    )
+    assert config.grpc_channel_arguments("") == ()
+    with pytest.raises(ValueError, match="expected name=value"):
+        config.grpc_channel_arguments("grpc.so_reuseaddr")
+
+
+def test_tf_servings_flags_not_implemented_warn_and_those_a_deployment_relies_on_refuse():
+    """Every flag of TF Serving's main.cc (but `--version`) is a flag here, implemented or named in one
+    of the two tables."""
+    implemented = {field.name for field, _ in config.flags()}
+    named = set(config.NOT_IMPLEMENTED_FLAGS) | set(config.REFUSED_FLAGS)
+    assert not implemented & named
+    assert implemented - {"host"} | named == TF_SERVING_FLAGS
+    warnings = config.check_tf_serving_flags(
+        {"prefer_tflite_model": "true", "xla_cpu_compilation_enabled": "true", "ssl_config_file": ""}
+    )
+    assert warnings == [
+        "--prefer_tflite_model=true is not implemented here and is ignored; the SavedModel is served; "
+        "TF Lite models are not",
+        "--xla_cpu_compilation_enabled=true is not implemented here and is ignored",
+    ]
+    assert config.check_tf_serving_flags({"saved_model_tags": "serve", "use_alts_credentials": "false"}) == []
+    with pytest.raises(config.ConfigError, match="--ssl_config_file=/tls.conf: TLS is not implemented"):
+        config.check_tf_serving_flags({"ssl_config_file": "/tls.conf"})
+    with pytest.raises(config.ConfigError, match="--saved_model_tags=serve,gpu: only the 'serve' MetaGraph"):
+        config.check_tf_serving_flags({"saved_model_tags": "serve,gpu"})

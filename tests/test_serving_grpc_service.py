@@ -2,6 +2,10 @@
 data plane (no model) behind an in-process gRPC server on a free loopback port: what each request asks
 the data plane, how each answer is written, and the gRPC code of each `serving.errors` error."""
 
+import dataclasses
+import os
+import tempfile
+
 import grpc
 import numpy as np
 import pytest
@@ -136,7 +140,7 @@ def test_classify_and_regress(stub, prediction):
     ] * 2
     regressed = prediction.Regress(_examples(regression_pb2.RegressionRequest(), "regression", 3), timeout=10)
     assert [r.value for r in regressed.result.regressions] == [0.5, 1.5, 2.5]
-    assert regressed.model_spec.version.value == 2
+    assert regressed.model_spec.version.value == 2 and regressed.model_spec.signature_name == "regression"
     (classify,) = [args for name, args in stub.calls if name == "classify"]
     assert classify[1] == "classification" and len(classify[2]) == 2
     empty = classification_pb2.ClassificationRequest()
@@ -255,3 +259,37 @@ def test_predict_classify_and_regress_are_counted_under_tf_servings_names(served
     _code(lambda: prediction.Predict(_predict_request(), timeout=10))
     assert (_count(metrics, "OK"), _count(metrics, "NOT_FOUND")) == (before[0] + 1, before[1] + 1)
     assert 'request_latency_count{API="Predict",entrypoint="GRPC",model_name="digits"}' in metrics.exposition().decode()
+
+
+def test_grpc_socket_path_serves_on_a_unix_socket_with_the_channel_arguments_given():
+    """TF Serving's `--grpc_socket_path` and `--grpc_channel_arguments`: the same services on a UNIX
+    socket as well, with the server's arguments, where one given replaces the server's own."""
+    options = ServerOptions(
+        host="127.0.0.1",
+        port=0,
+        grpc_channel_arguments=(("grpc.max_receive_message_length", 1024), ("grpc.lb_policy_name", "grpclb")),
+    )
+    assert grpc_service.channel_arguments(options) == [
+        ("grpc.max_send_message_length", grpc_service.MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", 1024),
+        ("grpc.lb_policy_name", "grpclb"),
+    ]
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:  # a short path: a socket's is at most 107 bytes
+        socket_path = os.path.join(folder, "serving.sock")
+        server, _ = grpc_service.make_server(
+            StubDataPlane(), Metrics(), dataclasses.replace(options, grpc_socket_path=socket_path)
+        )
+        server.start()
+        try:
+            with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+                request = get_model_status_pb2.GetModelStatusRequest()
+                request.model_spec.name = "digits"
+                status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+                assert status.model_version_status
+                big = _predict_request(x=np.zeros((1, 2000), np.float32))
+                code, details = _code(
+                    lambda: prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(big, timeout=10)
+                )
+                assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            server.stop(grace=None)

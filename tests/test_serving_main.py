@@ -62,6 +62,39 @@ def test_flags_become_options(tmp_path):
         serving_main.add_flags(serving_main.parser(), {"max_body_bytes": 1})
 
 
+def test_tf_servings_command_line_is_taken_whole(tmp_path, caplog):
+    """The flags TF Serving's own test suite starts its server with: switches as `--name=true|false`
+    too, the gRPC socket and arguments, and TF Serving's flags this server does not implement, which
+    are logged as ignored rather than stopping the start-up."""
+    args = serving_main.parser().parse_args(
+        [
+            "--port=8500",
+            f"--model_base_path={tmp_path}",
+            "--grpc_socket_path=/tmp/tf-serving.sock",
+            "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,grpc.so_reuseaddr=1",
+            "--prefer_tflite_model=true",
+            "--enable_profiler",
+            "--tensorflow_intra_op_parallelism=2",
+            "--enable_batching=false",
+            "--rest_api_num_threads=8",
+        ]
+    )
+    with caplog.at_level("WARNING"):
+        options = serving_main.options_from_flags(args)
+    assert options.grpc_socket_path == "/tmp/tf-serving.sock" and not options.enable_batching
+    assert options.grpc_channel_arguments == (("grpc.max_connection_age_ms", 2000), ("grpc.so_reuseaddr", 1))
+    assert options.rest_api_num_threads == 8
+    ignored = sorted(record.getMessage().split("=")[0] for record in caplog.records)
+    assert ignored == ["--enable_profiler", "--prefer_tflite_model", "--tensorflow_intra_op_parallelism"]
+    assert serving_main.parser().parse_args(["--enable_batching"]).enable_batching is True
+    with pytest.raises(config.ConfigError, match="TLS is not implemented"):
+        serving_main.options_from_flags(
+            serving_main.parser().parse_args([f"--model_base_path={tmp_path}", "--ssl_config_file=/tls.conf"])
+        )
+    with pytest.raises(SystemExit):  # a flag TF Serving does not have either is still a mistake
+        serving_main.parser().parse_args(["--no_such_flag=1"])
+
+
 @pytest.mark.component  # A process of its own: TensorFlow's import alone takes seconds.
 def test_python_m_serving_reports_a_bad_configuration_and_exits(tmp_path):
     config_file = tmp_path / "models.config"
