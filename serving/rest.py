@@ -110,6 +110,11 @@ async def _off_loop_if_large(size: int, work: Callable[[], Any]) -> Any:
     return await asyncio.to_thread(work) if size > OFF_LOOP_BYTES else work()
 
 
+OPENAPI_VERSION = "3.0.3"
+"""The OpenAPI version `/openapi.json` declares: the newest the Swagger UI served at `/docs` (from
+swagger-ui-bundle, Swagger UI 3.20) renders, which says "The provided definition does not specify a
+valid version field" for 3.1."""
+
 REQUEST_SCHEMAS: Dict[str, Dict[str, Any]] = {
     "predict": {
         "type": "object",
@@ -160,6 +165,8 @@ def make_app(
         docs_url=None,
         redoc_url=None,
     )
+    # The bundled Swagger UI reads OpenAPI 2.0 and 3.0 only; the description uses nothing of 3.1.
+    app.openapi_version = OPENAPI_VERSION
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
 
     def answer(body: bytes) -> Response:

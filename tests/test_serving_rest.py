@@ -192,9 +192,44 @@ def test_prometheus_metrics_count_every_request_under_tf_servings_names(stub):
     assert off.get("/monitoring/prometheus/metrics").status_code == 404
 
 
+def _schemas(node):
+    """Every JSON Schema object in an OpenAPI description (the values under `schema` and below)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "schema" and isinstance(value, dict):
+                yield from _schema_tree(value)
+            else:
+                yield from _schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas(value)
+
+
+def _schema_tree(schema):
+    yield schema
+    for key in ("items", "not", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            yield from _schema_tree(schema[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        for each in schema.get(key, []):
+            yield from _schema_tree(each)
+    for each in schema.get("properties", {}).values():
+        yield from _schema_tree(each)
+
+
 def test_docs_openapi_and_the_drawing_page(client, stub):
     spec = client.get("/openapi.json").json()
     assert f"{API.replace('digits', '{model_name}')}:predict" in spec["paths"]
+    # OpenAPI 3.0, which the bundled Swagger UI renders (it refuses 3.1), and nothing of 3.1 in it.
+    assert spec["openapi"] == rest.OPENAPI_VERSION == "3.0.3"
+    assert "webhooks" not in spec and "jsonSchemaDialect" not in spec
+    components = spec.get("components", {})
+    schemas = [*_schemas(spec["paths"]), *_schemas(components)]
+    schemas += [each for schema in components.get("schemas", {}).values() for each in _schema_tree(schema)]
+    assert len(schemas) > 10
+    for schema in schemas:
+        assert not {"const", "examples", "prefixItems", "$defs", "$schema"} & set(schema), schema
+        assert not isinstance(schema.get("type"), list) and schema.get("type") != "null", schema
     assert "swagger-ui-bundle.js" in client.get("/docs").text
     assert client.get("/").text == "<html>page</html>"
     assert TestClient(rest.make_app(stub, Metrics(), ServerOptions())).get("/").status_code == 404
