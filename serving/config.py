@@ -316,7 +316,8 @@ def _parse(path: str, proto: message.Message) -> message.Message:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     except text_format.ParseError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        # TF Serving's wording (protobuf's text parser), which its own test suite looks for.
+        raise ConfigError(f"{path}: Error parsing text-format {proto.DESCRIPTOR.full_name}: {e}") from None
     return proto
 
 

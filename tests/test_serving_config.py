@@ -38,6 +38,11 @@ model_config_list {
         ),
         ('model_config_list { config { name: "a" base_path: "/x" model_platform: "onnx" } }', "platform 'onnx'"),
         ('model_config_list { config { nmae: "a" } }', 'has no field named "nmae"'),
+        (
+            "improperly formatted file",
+            "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1 : Message type "
+            '"tensorflow.serving.ModelServerConfig" has no field named "improperly"',
+        ),
     ],
 )
 def test_model_config_file_mistakes_name_the_file(tmp_path, text, message):
