@@ -1,5 +1,5 @@
 """TF Serving's gRPC services over the protocol-neutral data plane: PredictionService (Predict,
-Classify, Regress, GetModelMetadata) and ModelService (GetModelStatus, HandleReloadConfigRequest).
+Classify, Regress, MultiInference, GetModelMetadata) and ModelService (GetModelStatus, HandleReloadConfigRequest).
 
 Stock clients built on `tensorflow-serving-api` work unchanged against it, TFX's InfraValidator client
 (which waits on GetModelStatus) included. Errors carry the gRPC code of their `serving.errors` class.
@@ -9,7 +9,7 @@ import concurrent.futures
 import functools
 import logging
 import time
-from typing import Any, Callable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import grpc
 import tensorflow as tf
@@ -17,6 +17,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_management_pb2,
     model_pb2,
     model_service_pb2_grpc,
@@ -30,12 +31,15 @@ from serving.config import ServerOptions, models_from_proto
 from serving.dataplane import DataPlane, ModelRef, classification_result
 from serving.errors import Internal, InvalidArgument, ServingError, Unimplemented
 from serving.metrics import Metrics
-from serving.servable import Servable, serialized_examples
+from serving.servable import DEFAULT_SIGNATURE, Servable, serialized_examples
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Largest gRPC message either way (as the REST body limit)."""
+
+CLASSIFY_METHOD, REGRESS_METHOD = tf.saved_model.CLASSIFY_METHOD_NAME, tf.saved_model.REGRESS_METHOD_NAME
+"""The `method_name`s of MultiInference tasks (TF Serving's signature method names)."""
 
 Response = TypeVar("Response")
 
@@ -52,6 +56,12 @@ def _ref(spec: model_pb2.ModelSpec) -> ModelRef:
 def _answered_by(spec: model_pb2.ModelSpec, servable: Servable, signature_name: str = "") -> None:
     """A response's model spec: the model, the version that answered, and the signature."""
     spec.name, spec.version.value, spec.signature_name = servable.model_name, servable.version, signature_name
+
+
+def _regression_result(outputs: Dict[str, Any], result: regression_pb2.RegressionResult) -> None:
+    """A regression signature's one output, a value per example, as TF Serving's RegressionResult."""
+    for value in next(iter(outputs.values())).reshape(-1):
+        result.regressions.add(value=float(value))
 
 
 def _deadline(context: grpc.ServicerContext) -> Optional[float]:
@@ -160,15 +170,52 @@ class PredictionService(_Servicer, prediction_service_pb2_grpc.PredictionService
             self.dataplane.regress(servable, request.model_spec.signature_name, examples), _deadline(context)
         )
         response = regression_pb2.RegressionResponse()
-        for value in next(iter(outputs.values())).reshape(-1):
-            response.result.regressions.add(value=float(value))
+        _regression_result(outputs, response.result)
         signature = servable.regression_signature(request.model_spec.signature_name)
         _answered_by(response.model_spec, servable, signature.name)
         return response
 
     @_rpc()
-    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:
-        raise Unimplemented("MultiInference is not provided by this server; call Classify or Regress")
+    def MultiInference(
+        self, request: inference_pb2.MultiInferenceRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.MultiInferenceResponse:
+        """Classify and Regress tasks on one input, checked as TF Serving checks them: one model
+        (the version the first task names), each signature once, each task's method its signature's."""
+        servable = self.dataplane.servable(
+            _ref(request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec())
+        )
+        methods = {CLASSIFY_METHOD: self.dataplane.classify, REGRESS_METHOD: self.dataplane.regress}
+        names: List[str] = []
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise InvalidArgument("Found ModelSpec with an empty model name.")
+            if task.model_spec.name != request.tasks[0].model_spec.name:
+                raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if name in names:
+                raise InvalidArgument(f"Duplicate evaluation of signature: {name}")
+            names.append(name)
+            if name not in servable.signatures:
+                raise InvalidArgument(f"Requested signature not found in model graph: {name}")
+            if task.method_name not in methods:
+                raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
+            # The signature's own checks (its inputs and outputs suit the method), before any runs.
+            if task.method_name == CLASSIFY_METHOD:
+                servable.classification_signature(name)
+            else:
+                servable.regression_signature(name)
+        examples = serialized_examples(request.input) if request.tasks else []
+        futures = [methods[task.method_name](servable, name, examples) for task, name in zip(request.tasks, names)]
+        response = inference_pb2.MultiInferenceResponse()
+        for task, name, future in zip(request.tasks, names, futures):
+            outputs = self.dataplane.wait(future, _deadline(context))
+            result = response.results.add()
+            if task.method_name == CLASSIFY_METHOD:
+                result.classification_result.CopyFrom(classification_result(outputs))
+            else:
+                _regression_result(outputs, result.regression_result)
+            _answered_by(result.model_spec, servable, name)
+        return response
 
     @_rpc()
     def GetModelMetadata(

@@ -206,9 +206,65 @@ def test_reload_config(stub, models):
     assert len(stub.core.reloaded) == 1
 
 
-def test_multi_inference_is_unimplemented(stub, prediction):
-    code, details = _code(lambda: prediction.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=10))
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "call Classify or Regress" in details
+def _multi(*tasks, version=None):
+    request = inference_pb2.MultiInferenceRequest()
+    for (model, signature_name), method in tasks:
+        task = request.tasks.add(method_name=method)
+        task.model_spec.name, task.model_spec.signature_name = model, signature_name
+        if version is not None:
+            task.model_spec.version.value = version
+    for i in range(2):
+        request.input.example_list.examples.add().features.feature["x"].int64_list.value.append(i)
+    return request
+
+
+def test_multi_inference_runs_classify_and_regress_tasks_on_one_input(stub, prediction):
+    classify, regress = "tensorflow/serving/classify", "tensorflow/serving/regress"
+    answer = prediction.MultiInference(
+        _multi((("digits", "regression"), regress), (("digits", "classification"), classify), version=1), timeout=10
+    )
+    assert [r.value for r in answer.results[0].regression_result.regressions] == [0.5, 1.5]
+    assert [
+        [(c.label, c.score) for c in row.classes] for row in answer.results[1].classification_result.classifications
+    ] == [[("0", 0.25), ("1", 0.75)]] * 2
+    assert [(r.model_spec.name, r.model_spec.signature_name, r.model_spec.version.value) for r in answer.results] == [
+        ("digits", "regression", 1),
+        ("digits", "classification", 1),
+    ]
+    assert [(name, args[:2]) for name, args in stub.calls if name in ("classify", "regress")] == [
+        ("regress", (1, "regression")),
+        ("classify", (1, "classification")),
+    ]
+    for tasks, code, message in [
+        (
+            [(("digits", "regression"), regress), (("other", "classification"), classify)],
+            "INVALID_ARGUMENT",
+            "same model name",
+        ),
+        (
+            [(("digits", "regression"), regress), (("", "classification"), classify)],
+            "INVALID_ARGUMENT",
+            "empty model name",
+        ),
+        (
+            [(("digits", "regression"), regress)] * 2,
+            "INVALID_ARGUMENT",
+            "Duplicate evaluation of signature: regression",
+        ),
+        ([(("digits", "nope"), regress)], "INVALID_ARGUMENT", "Requested signature not found in model graph: nope"),
+        (
+            [(("digits", "regression"), "tensorflow/serving/predict")],
+            "UNIMPLEMENTED",
+            "Unsupported signature method_name",
+        ),
+        ([(("digits", "classification"), regress)], "INVALID_ARGUMENT", "No regression inputs found"),
+        ([], "NOT_FOUND", "Servable not found for request"),
+    ]:
+        stub.calls.clear()
+        request = _multi(*tasks)
+        got, details = _code(lambda: prediction.MultiInference(request, timeout=10))  # noqa: B023 (called at once)
+        assert (got.name, message in details) == (code, True), details
+        assert not [name for name, _ in stub.calls if name in ("classify", "regress")]  # checked before any runs
 
 
 @pytest.mark.parametrize(
