@@ -39,6 +39,7 @@ def test_the_report_becomes_a_table_with_the_first_line_of_each_reason(tmp_path)
     ]
     text = conformance.table(rows)
     assert text.splitlines()[-1] == "1 of 4 passed; 1 failed, 1 error, 1 skipped"
+    assert conformance.table(rows[:1]).splitlines()[-1] == "1 of 1 passed"
     assert text.splitlines()[2].split()[:3] == ["testRegress", "failed", "AssertionError:"]
 
 
