@@ -8,8 +8,9 @@ model's first line of explanation, as TF Serving reports it.
 import dataclasses
 import logging
 import os
+import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -115,9 +116,59 @@ class Servable:
         return signature
 
 
+LEGACY_PLACEHOLDER_PRODUCER = 21
+"""GraphDefs of producer version 21 or older (TensorFlow 1.0 and before) write a Placeholder of unknown
+shape as an empty `shape {}`, which TensorFlow's shape inference reads as unknown at those versions
+only (its Placeholder shape function checks `graph_def_version() <= 21`)."""
+
+
+def legacy_shapes_as_unknown(saved_model: saved_model_pb2.SavedModel) -> bool:
+    """Rewrites, in `saved_model`, the empty shapes of legacy Placeholders, and of the signature
+    tensors of the same graphs (written empty whatever their shape), as the unknown shape they mean;
+    whether there were any Placeholders to rewrite."""
+    changed = False
+    for meta_graph in saved_model.meta_graphs:
+        if meta_graph.graph_def.versions.producer > LEGACY_PLACEHOLDER_PRODUCER:
+            continue
+        shapes = [node.attr["shape"].shape for node in meta_graph.graph_def.node if node.op == "Placeholder"]
+        empty = [shape for shape in shapes if not shape.dim and not shape.unknown_rank]
+        if not empty:
+            continue
+        for signature in meta_graph.signature_def.values():
+            for info in (*signature.inputs.values(), *signature.outputs.values()):
+                if not info.tensor_shape.dim:
+                    empty.append(info.tensor_shape)
+        for shape in empty:
+            shape.unknown_rank = changed = True
+    return changed
+
+
+def load_saved_model(path: str) -> Any:
+    """`tf.saved_model.load`, but for a TensorFlow 1.0 SavedModel whose Placeholders declare no shape
+    (TF Serving's own test models, which TF Serving loads): TensorFlow 2's loader of TF1 SavedModels
+    (`load_v1_in_v2`, through `WrappedFunction.prune`) copies each signature's ops into a graph of the
+    current GraphDef version, where such a Placeholder, and a signature tensor written without a
+    shape, is a scalar, so an op wanting a vector of serialized tf.Examples fails to build ("Shape
+    must be rank 1 but is rank 0"). Such a SavedModel is loaded from a temporary folder holding a
+    corrected saved_model.pb and links to everything else; variables are restored and assets read
+    while loading, so the folder goes once loaded. Any other SavedModel is loaded as it is."""
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(path, SAVED_MODEL_FILE), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    if "://" in path or not legacy_shapes_as_unknown(saved_model):
+        return tf.saved_model.load(path)
+    with tempfile.TemporaryDirectory(prefix="legacy-saved-model-") as corrected:
+        for name in os.listdir(path):
+            if name != SAVED_MODEL_FILE:
+                os.symlink(os.path.join(os.path.abspath(path), name), os.path.join(corrected, name))
+        with open(os.path.join(corrected, SAVED_MODEL_FILE), "wb") as f:
+            f.write(saved_model.SerializeToString())
+        return tf.saved_model.load(corrected)
+
+
 def load(model_name: str, version: int, path: str) -> Servable:
     """Loads one version; raises if the SavedModel is unreadable or has no signatures."""
-    loaded = tf.saved_model.load(path)
+    loaded = load_saved_model(path)
     signature_defs = read_signature_defs(path)
     signatures = {
         name: Signature(

@@ -1,8 +1,20 @@
-"""`serving.servable`: what a model's refusal says once the graph noise is taken out."""
+"""`serving.servable`: what a model's refusal says once the graph noise is taken out, and SavedModels
+written by TensorFlow 1.0 loaded as TF Serving loads them."""
 
+import os
+
+import numpy as np
+import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
-from serving.servable import model_message
+from serving.servable import (
+    LEGACY_PLACEHOLDER_PRODUCER,
+    SAVED_MODEL_FILE,
+    legacy_shapes_as_unknown,
+    load,
+    model_message,
+)
 
 
 def test_model_errors_keep_the_line_that_says_what_is_wrong():
@@ -22,3 +34,78 @@ def test_model_errors_keep_the_line_that_says_what_is_wrong():
         "\n\t [[{{node R}}]] [Op:__inference_signature_wrapper_2334]",
     )
     assert model_message(reshape) == "Input to reshape is a tensor with 783 values"
+
+
+def _legacy_saved_model(path: str) -> None:
+    """A regression SavedModel written as TensorFlow 1.0 wrote it (GraphDef producer 21): its Placeholder
+    of serialized tf.Examples and its signature tensors carry empty shapes, meaning unknown."""
+    graph = tf.Graph()
+    with graph.as_default():
+        examples = tf.compat.v1.placeholder(tf.string, name="tf_example")
+        # ParseExample (v1), as TensorFlow 1.0 wrote it: it takes a vector of examples only.
+        (x,) = tf.raw_ops.ParseExample(
+            serialized=examples,
+            names=tf.constant([], tf.string),
+            sparse_keys=[],
+            dense_keys=[tf.constant("x")],
+            dense_defaults=[tf.constant([], tf.float32)],
+            sparse_types=[],
+            dense_shapes=[[1]],
+        )[3]
+        y = tf.identity(x * 0.5 + 3.0, name="y")
+        signature = tf.compat.v1.saved_model.regression_signature_def(examples, y)
+        with tf.compat.v1.Session(graph=graph) as session:
+            builder = tf.compat.v1.saved_model.Builder(path)
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"regress": signature})
+            builder.save()
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, SAVED_MODEL_FILE), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    meta_graph = saved_model.meta_graphs[0]
+    meta_graph.graph_def.versions.producer = LEGACY_PLACEHOLDER_PRODUCER
+    for node in meta_graph.graph_def.node:
+        if node.op == "Placeholder":
+            node.attr["shape"].shape.Clear()
+    for info in (
+        *meta_graph.signature_def["regress"].inputs.values(),
+        *meta_graph.signature_def["regress"].outputs.values(),
+    ):
+        info.tensor_shape.Clear()
+    with open(os.path.join(path, SAVED_MODEL_FILE), "wb") as f:
+        f.write(saved_model.SerializeToString())
+
+
+def test_a_tensorflow_1_0_saved_model_whose_placeholders_declare_no_shape_loads(tmp_path):
+    """TF Serving's own test models are such SavedModels: `tf.saved_model.load` reads their empty
+    shapes as scalars and fails; the server loads them as TF Serving does, the original untouched."""
+    path = str(tmp_path / "00000123")
+    _legacy_saved_model(path)
+    written = open(os.path.join(path, SAVED_MODEL_FILE), "rb").read()
+    with pytest.raises(ValueError, match="rank"):
+        tf.saved_model.load(path)
+    served = load("legacy", 123, path)
+    example = tf.train.Example()
+    example.features.feature["x"].float_list.value.append(2.0)
+    answer = served.regression_signature("regress").run({"inputs": np.array([example.SerializeToString()], object)})
+    assert answer["outputs"].reshape(-1).tolist() == [4.0]
+    assert open(os.path.join(path, SAVED_MODEL_FILE), "rb").read() == written
+    assert sorted(os.listdir(tmp_path)) == ["00000123"]
+
+
+def test_only_the_empty_shapes_of_legacy_graphs_are_read_as_unknown(tmp_path):
+    path = str(tmp_path / "1")
+    _legacy_saved_model(path)
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, SAVED_MODEL_FILE), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    newer = saved_model_pb2.SavedModel()
+    newer.CopyFrom(saved_model)
+    newer.meta_graphs[0].graph_def.versions.producer = LEGACY_PLACEHOLDER_PRODUCER + 1
+    assert not legacy_shapes_as_unknown(newer)  # a scalar Placeholder there is a scalar
+    assert legacy_shapes_as_unknown(saved_model)
+    meta_graph = saved_model.meta_graphs[0]
+    (placeholder,) = [node for node in meta_graph.graph_def.node if node.op == "Placeholder"]
+    assert placeholder.attr["shape"].shape.unknown_rank
+    signature = meta_graph.signature_def["regress"]
+    assert all(info.tensor_shape.unknown_rank for info in (*signature.inputs.values(), *signature.outputs.values()))
+    assert not legacy_shapes_as_unknown(saved_model)  # nothing left to rewrite
