@@ -10,6 +10,7 @@ import sys
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
+from components.baseline import BaselineAwareEvaluator
 from pipeline import configs, summary
 from tests import support
 
@@ -51,4 +52,4 @@ def test_the_runner_as_a_script_runs_what_configs_say(smoke_run, monkeypatch):
     for component in ("DigitExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert states[component] == metadata_store_pb2.Execution.CACHED, states
     # The Evaluator runs again: the first run's model is now the blessed baseline it compares with.
-    assert states["Evaluator"] == metadata_store_pb2.Execution.COMPLETE
+    assert states[BaselineAwareEvaluator.__name__] == metadata_store_pb2.Execution.COMPLETE
