@@ -1,11 +1,18 @@
 """Shared fixtures. Importing `models` first sets TF_USE_LEGACY_KERAS before TensorFlow loads.
 
 Fixtures, not test order, carry what tests share: `smoke_run` is one `smoke` pipeline run (blessed and
-pushed) for every test that needs a trained model; tests that run the pipeline again in its folder
+pushed; killed in training and resumed, as `interrupted_smoke_run` records) for every test that needs a
+trained model; tests that run the pipeline again in its folder
 (bad data, worse models) never push, and tests that change what is served work on copies.
 """
 
+import dataclasses
 import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, List, Tuple
 
 import models  # noqa: F401
 
@@ -26,14 +33,55 @@ def benchmark_records(tmp_path_factory) -> str:
     return folder
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """The output folder of one `smoke` run, and its summary taken right after it."""
-    from pipeline import local_runner, summary
+@dataclasses.dataclass(frozen=True)
+class InterruptedRun:
+    """A `smoke` run of the command line killed (SIGKILL) once training started, then run again."""
 
-    root = str(tmp_path_factory.mktemp("smoke"))
-    local_runner.run(configs.settings("smoke"), output_root=root)
-    return root, summary.latest_run(configs.metadata_path(root))
+    output: str
+    at_kill: List[Tuple[str, int, int]]
+    """Every execution in ML Metadata when it was killed: (component type, state, id)."""
+    served_at_kill: bool
+    """Whether anything was in the serving folder then."""
+    summary: Any
+    """The `pipeline.summary.RunSummary` of the run again, taken right after it."""
+
+
+@pytest.fixture(scope="session")
+def interrupted_smoke_run(tmp_path_factory) -> InterruptedRun:
+    """The shared `smoke` run, made the way a crash leaves one: `digits run --profile smoke` killed in
+    its first epoch, then the same run again, which takes every finished component from the cache and
+    completes. Every e2e test reads the result, so a resume that lost anything fails them all."""
+    from pipeline import local_runner, summary
+    from tests import support
+
+    output = str(tmp_path_factory.mktemp("smoke"))
+    log_path = os.path.join(output, "killed-run.log")
+    with open(log_path, "w") as log:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "cli", "run", "--profile", "smoke", "--output", output],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            cwd=configs.PROJECT_ROOT,
+            start_new_session=True,
+        )
+        deadline = time.time() + 600
+        while "Epoch 1/" not in open(log_path).read():
+            assert first.poll() is None, open(log_path).read()[-3000:]
+            assert time.time() < deadline, "training did not start in time"
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    at_kill = support.executions(output)
+    served_at_kill = os.path.exists(configs.serving_model_dir(output))
+    local_runner.run(configs.settings("smoke"), output_root=output)
+    return InterruptedRun(output, at_kill, served_at_kill, summary.latest_run(configs.metadata_path(output)))
+
+
+@pytest.fixture(scope="session")
+def smoke_run(interrupted_smoke_run):
+    """The output folder of the shared `smoke` run, and its summary taken right after it."""
+    return interrupted_smoke_run.output, interrupted_smoke_run.summary
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,6 @@ training completes when run again, reusing what had finished."""
 
 import dataclasses
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import tensorflow_model_analysis as tfma
@@ -35,34 +31,15 @@ def test_a_candidate_worse_than_the_baseline_is_not_pushed(smoke_output):
     assert sorted(os.listdir(configs.serving_model_dir(smoke_output))) == served
 
 
-def test_a_run_killed_during_training_completes_on_rerun_from_cache(tmp_path):
+def test_a_run_killed_during_training_completes_on_rerun_from_cache(interrupted_smoke_run):
     """`digits run` killed (SIGKILL) after its first epoch; the same run again reuses every finished
-    component and trains, evaluates and pushes."""
-    output = str(tmp_path / "output")
-    log_path = tmp_path / "first-run.log"
-    with open(log_path, "w") as log:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "cli", "run", "--profile", "smoke", "--output", output],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            cwd=configs.PROJECT_ROOT,
-            start_new_session=True,
-        )
-        deadline = time.time() + 600
-        while "Epoch 1/" not in log_path.read_text():
-            assert first.poll() is None, log_path.read_text()[-3000:]
-            assert time.time() < deadline, "training did not start in time"
-            time.sleep(0.2)
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    before = support.executions(output)
+    component and trains, evaluates and pushes. The shared smoke run is made this way."""
+    output, before = interrupted_smoke_run.output, interrupted_smoke_run.at_kill
     assert ("Trainer", metadata_store_pb2.Execution.RUNNING) in {(name, state) for name, state, _ in before}
-    assert not os.path.exists(configs.serving_model_dir(output))
-
-    local_runner.run(configs.settings("smoke"), output_root=output)
-    rerun = {name: state for name, state, i in support.executions(output) if i > max(i for _, _, i in before)}
+    assert not interrupted_smoke_run.served_at_kill
+    again = interrupted_smoke_run.summary
+    rerun = {name: state for name, state, _ in support.executions(output, again.run_id)}
     for name in ("DigitExampleGen", "StatisticsGen", "ExampleValidator", "Transform"):
         assert rerun[name] == metadata_store_pb2.Execution.CACHED, (name, rerun)
     assert rerun["Trainer"] == metadata_store_pb2.Execution.COMPLETE
-    assert summary.latest_run(configs.metadata_path(output)).pushed
+    assert again.blessed and again.pushed
