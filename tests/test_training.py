@@ -40,6 +40,7 @@ def test_cosine_schedule_warms_up_then_falls_to_nothing():
         TrainerConfig(epochs=1, schedule="step")
 
 
+@pytest.mark.component  # Trains a small model for a few epochs.
 def test_a_cosine_schedule_keeps_and_checkpoints_its_last_epoch(tmp_path):
     """Validation on labels that disagree with training makes `eval` accuracy rise and fall at random;
     every epoch runs, and the weights kept, in the model and in the checkpoint, are the last epoch's."""
@@ -77,6 +78,7 @@ class _Terminal(io.StringIO):
         return self.interactive
 
 
+@pytest.mark.component  # Trains a small model for an epoch.
 @pytest.mark.parametrize("interactive,steps_known", [(True, True), (True, False), (False, True)])
 def test_training_progress_is_a_live_bar_only_on_a_terminal(interactive, steps_known):
     """Steps, images per second, time left once an epoch's length is known (from `fit`, or after the
