@@ -102,6 +102,12 @@ class RestClient:
         return [Prediction.from_row(r) for r in self.predict(body, version)["predictions"]]
 
 
+GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
+"""The gRPC channel's message size limit either way: INT32_MAX, as TF Serving's server (and this one,
+`serving.grpc_service.MAX_MESSAGE_BYTES`) sets it, rather than gRPC's 4 MB, so that a large batch and
+its answer pass."""
+
+
 class GrpcClient:
     def __init__(self, target: str, model_name: str = features.MODEL_NAME, timeout: float = 30.0):
         import grpc  # Only gRPC users pay for these imports.
@@ -109,7 +115,13 @@ class GrpcClient:
 
         self.model_name = model_name
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target)
+        self.channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+            ],
+        )
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
     def predict(

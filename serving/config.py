@@ -201,6 +201,13 @@ class ServerOptions:
             metavar="NAME=VALUE,...",
         ),
     )
+    enable_grpc_healthcheck_service: bool = dataclasses.field(
+        default=False,
+        metadata=flag(
+            "serve gRPC's standard health checking service (grpc.health.v1.Health): SERVING for the server "
+            '("") and for ModelService and PredictionService once serving, NOT_SERVING while stopping'
+        ),
+    )
     max_num_load_retries: int = dataclasses.field(
         default=5, metadata=flag("times a version that failed to load is tried again")
     )
@@ -246,7 +253,6 @@ NOT_IMPLEMENTED_FLAGS: Dict[str, str] = {
     "thread_pool_factory_config_file": "",
     "mixed_precision": "",
     "skip_initialize_tpu": "",
-    "enable_grpc_healthcheck_service": "no grpc.health.v1 service is served",
     "enable_serialization_as_tensor_content": "tensors are answered as TensorFlow serializes them",
 }
 """TF Serving's flags (its main.cc) that tune what this server does not have: accepted, so that a

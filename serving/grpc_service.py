@@ -1,5 +1,7 @@
 """TF Serving's gRPC services over the protocol-neutral data plane: PredictionService (Predict,
-Classify, Regress, MultiInference, GetModelMetadata) and ModelService (GetModelStatus, HandleReloadConfigRequest).
+Classify, Regress, MultiInference, GetModelMetadata) and ModelService (GetModelStatus, HandleReloadConfigRequest),
+with gRPC's server reflection always on and its standard health checking service on request, as TF
+Serving's server.cc builds them.
 
 Stock clients built on `tensorflow-serving-api` work unchanged against it, TFX's InfraValidator client
 (which waits on GetModelStatus) included. Errors carry the gRPC code of their `serving.errors` class.
@@ -8,11 +10,15 @@ Stock clients built on `tensorflow-serving-api` work unchanged against it, TFX's
 import concurrent.futures
 import functools
 import logging
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import grpc
 import tensorflow as tf
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -35,8 +41,14 @@ from serving.servable import DEFAULT_SIGNATURE, Servable, serialized_examples
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-"""Largest gRPC message either way (as the REST body limit)."""
+MAX_MESSAGE_BYTES = 2**31 - 1
+"""Largest gRPC message either way: INT32_MAX, as TF Serving's server sets it (gRPC's own default of
+4 MB would refuse a large batch). A hostile request is still refused before anything is allocated, by
+`ServerOptions.max_batch_per_request`, `max_values_per_request` and the signatures' declared shapes."""
+
+HEALTH_SERVICES = ("", "ModelService", "PredictionService")
+"""The names the health checking service answers for: the server as a whole (""), and TF Serving's two
+services by the short names its server.cc gives them."""
 
 CLASSIFY_METHOD, REGRESS_METHOD = tf.saved_model.CLASSIFY_METHOD_NAME, tf.saved_model.REGRESS_METHOD_NAME
 """The `method_name`s of MultiInference tasks (TF Serving's signature method names)."""
@@ -252,8 +264,86 @@ class ModelService(_Servicer, model_service_pb2_grpc.ModelServiceServicer):
         return model_management_pb2.ReloadConfigResponse()
 
 
-def make_server(dataplane: DataPlane, metrics: Metrics, options: ServerOptions) -> Tuple[grpc.Server, int]:
-    """The (not yet started) server and the port it bound (0 asks the OS for a free one)."""
+_SERVICES: Dict[str, Dict[str, Tuple[Any, Any]]] = {
+    "PredictionService": {
+        "Classify": (classification_pb2.ClassificationRequest, classification_pb2.ClassificationResponse),
+        "Regress": (regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
+        "Predict": (predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+        "MultiInference": (inference_pb2.MultiInferenceRequest, inference_pb2.MultiInferenceResponse),
+        "GetModelMetadata": (
+            get_model_metadata_pb2.GetModelMetadataRequest,
+            get_model_metadata_pb2.GetModelMetadataResponse,
+        ),
+    },
+    "ModelService": {
+        "GetModelStatus": (get_model_status_pb2.GetModelStatusRequest, get_model_status_pb2.GetModelStatusResponse),
+        "HandleReloadConfigRequest": (
+            model_management_pb2.ReloadConfigRequest,
+            model_management_pb2.ReloadConfigResponse,
+        ),
+    },
+}
+"""TF Serving's two services, method by method in their order in their .proto files, with their
+request and response messages."""
+
+_SERVICE_FILES = {"PredictionService": "prediction_service.proto", "ModelService": "model_service.proto"}
+
+
+def _describe_services() -> List[str]:
+    """The full names of TF Serving's services, with their files added to protobuf's default descriptor
+    pool if they are not there, so that server reflection can describe them: `tensorflow-serving-api`'s
+    prediction_service_pb2 and model_service_pb2 predate the protobuf runtime installed and fail to
+    import (its `_grpc` modules, which the server uses, import only the messages)."""
+    pool = descriptor_pool.Default()
+    names = []
+    for service, methods in _SERVICES.items():
+        file = descriptor_pb2.FileDescriptorProto(
+            name=f"tensorflow_serving/apis/{_SERVICE_FILES[service]}", package="tensorflow.serving", syntax="proto3"
+        )
+        names.append(f"{file.package}.{service}")
+        try:
+            pool.FindFileByName(file.name)
+            continue
+        except KeyError:
+            pass
+        file.options.cc_enable_arenas = True
+        messages = [message for pair in methods.values() for message in pair]
+        file.dependency.extend(sorted({message.DESCRIPTOR.file.name for message in messages}))
+        described = file.service.add(name=service)
+        for method, (request, response) in methods.items():
+            described.method.add(
+                name=method,
+                input_type=f".{request.DESCRIPTOR.full_name}",
+                output_type=f".{response.DESCRIPTOR.full_name}",
+            )
+        pool.Add(file)
+    return names
+
+
+class GrpcServer:
+    """The gRPC server, the port it bound, and its health checking service (None unless
+    `--enable_grpc_healthcheck_service`)."""
+
+    def __init__(self, server: grpc.Server, port: int, health_servicer: Optional[health.HealthServicer]):
+        self.server, self.port, self.health = server, port, health_servicer
+
+    def start(self) -> None:
+        """Listens, then reports SERVING (TF Serving's models are loaded before its listeners open)."""
+        self.server.start()
+        if self.health is not None:
+            for name in HEALTH_SERVICES:
+                self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: Optional[float]) -> threading.Event:
+        """Reports NOT_SERVING for every name (for good: nothing sets it back), then stops taking calls
+        and lets those in flight finish within `grace` seconds; the event is set once stopped."""
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
+        return self.server.stop(grace)
+
+
+def make_server(dataplane: DataPlane, metrics: Metrics, options: ServerOptions) -> GrpcServer:
+    """The (not yet started) server, on the port it bound (0 asks the OS for a free one)."""
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=options.grpc_max_threads, thread_name_prefix="grpc"),
         options=channel_arguments(options),
@@ -262,14 +352,25 @@ def make_server(dataplane: DataPlane, metrics: Metrics, options: ServerOptions) 
         PredictionService(dataplane, metrics, options), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(dataplane, metrics, options), server)
+    services = _describe_services()
+    health_servicer = None
+    if options.enable_grpc_healthcheck_service:
+        health_servicer = health.HealthServicer()
+        for name in HEALTH_SERVICES:  # SERVING once the listeners are up (`GrpcServer.start`).
+            health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        services.append(health.SERVICE_NAME)
+    # Server reflection (`grpcurl list`, `grpcurl describe`): TF Serving links gRPC's reflection
+    # library into its server, which turns it on for every server, with no flag.
+    reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server)
     bound = server.add_insecure_port(f"{options.host}:{options.port or 0}")
     if options.grpc_socket_path:
         server.add_insecure_port(f"unix:{options.grpc_socket_path}")
-    return server, bound
+    return GrpcServer(server, bound, health_servicer)
 
 
 def channel_arguments(options: ServerOptions) -> List[Tuple[str, Any]]:
-    """The gRPC server's arguments: message sizes for a full batch of images, then those of
+    """The gRPC server's arguments: TF Serving's message sizes (`MAX_MESSAGE_BYTES`), then those of
     `--grpc_channel_arguments`, which replace any of the same name."""
     given = dict(options.grpc_channel_arguments)
     defaults = [

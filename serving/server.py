@@ -14,7 +14,6 @@ import socket
 import threading
 from typing import List, Optional
 
-import grpc
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -95,10 +94,11 @@ class ModelServer:
         self._thread: Optional[threading.Thread] = None
         if options.rest_api_port is not None:
             self._sockets = [socket.create_server((options.host, options.rest_api_port))]
-        self.grpc: Optional[grpc.Server] = None
+        self.grpc: Optional[grpc_service.GrpcServer] = None
         self.grpc_port: Optional[int] = None
         if options.port is not None:
-            self.grpc, self.grpc_port = grpc_service.make_server(self.dataplane, self.metrics, options)
+            self.grpc = grpc_service.make_server(self.dataplane, self.metrics, options)
+            self.grpc_port = self.grpc.port
 
     @property
     def rest_port(self) -> Optional[int]:
@@ -167,7 +167,8 @@ class ModelServer:
         return self
 
     def stop(self) -> None:
-        """Stops taking requests, lets those in flight finish, then unloads everything."""
+        """Stops taking requests (the gRPC health service, if on, answers NOT_SERVING from here on), lets
+        those in flight finish, then unloads everything."""
         if self._http is not None:
             self._http.should_exit = True
         if self.grpc:

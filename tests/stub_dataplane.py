@@ -63,12 +63,13 @@ SIGNATURES: Dict[str, Tuple[str, Dict[str, tf.TensorSpec], Dict[str, tf.DType]]]
 }
 
 
-def servable(version: int) -> Servable:
+def servable(version: int, signatures: Optional[Dict[str, Any]] = None) -> Servable:
+    signatures = SIGNATURES if signatures is None else signatures
     return Servable(
         MODEL,
         version,
-        {name: Signature(name, method, specs, _never_called) for name, (method, specs, _) in SIGNATURES.items()},
-        {name: _signature_def(method, specs, outputs) for name, (method, specs, outputs) in SIGNATURES.items()},
+        {name: Signature(name, method, specs, _never_called) for name, (method, specs, _) in signatures.items()},
+        {name: _signature_def(method, specs, outputs) for name, (method, specs, outputs) in signatures.items()},
     )
 
 
@@ -81,12 +82,13 @@ class _Core:
 
 
 class StubDataPlane:
-    def __init__(self) -> None:
+    def __init__(self, signatures: Optional[Dict[str, Any]] = None) -> None:
+        """`signatures` (as `SIGNATURES`, which it replaces) changes what each version declares."""
         self.core = _Core()
         self.calls: List[Tuple[str, Any]] = []
         self.error: Optional[BaseException] = None
         self.hang = False
-        self._servables = {version: servable(version) for version in VERSIONS}
+        self._servables = {version: servable(version, signatures) for version in VERSIONS}
 
     def servable(self, ref: ModelRef) -> Servable:
         self.calls.append(("servable", ref))

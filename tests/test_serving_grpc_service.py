@@ -10,6 +10,9 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -23,9 +26,11 @@ from tensorflow_serving.apis import (
 )
 
 from serving import errors, grpc_service
+from serving.client import GRPC_MAX_MESSAGE_BYTES, GrpcClient
 from serving.config import ServerOptions
 from serving.dataplane import ModelRef
 from serving.metrics import Metrics
+from tests import stub_dataplane
 from tests.stub_dataplane import StubDataPlane
 
 
@@ -39,11 +44,11 @@ def served():
             return getattr(holder["stub"], name)
 
     metrics = Metrics()
-    server, port = grpc_service.make_server(Forwarding(), metrics, ServerOptions(host="127.0.0.1", port=0))
+    server = grpc_service.make_server(Forwarding(), metrics, ServerOptions(host="127.0.0.1", port=0))
     server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield holder, metrics, channel
+        yield holder, metrics, channel, server.port
     finally:
         channel.close()
         server.stop(grace=None)
@@ -332,7 +337,7 @@ def test_grpc_socket_path_serves_on_a_unix_socket_with_the_channel_arguments_giv
     ]
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:  # a short path: a socket's is at most 107 bytes
         socket_path = os.path.join(folder, "serving.sock")
-        server, _ = grpc_service.make_server(
+        server = grpc_service.make_server(
             StubDataPlane(), Metrics(), dataclasses.replace(options, grpc_socket_path=socket_path)
         )
         server.start()
@@ -349,3 +354,84 @@ def test_grpc_socket_path_serves_on_a_unix_socket_with_the_channel_arguments_giv
                 assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
         finally:
             server.stop(grace=None)
+
+
+WIDE = 2048
+"""Values per row of the wide signature below: 1,024 rows of it are 8 MB of float32, over gRPC's 4 MB
+default, yet within `max_batch_per_request` and `max_values_per_request`."""
+
+
+def test_a_batch_over_grpcs_4_mb_default_is_answered_as_tf_serving_answers_it(served):
+    """TF Serving's server takes and sends messages up to INT32_MAX, and so do this server and
+    `GrpcClient`; the input checks still refuse a batch over the limits before anything is built."""
+    assert GRPC_MAX_MESSAGE_BYTES == grpc_service.MAX_MESSAGE_BYTES == 2**31 - 1
+    assert dict(grpc_service.channel_arguments(ServerOptions())) == {
+        "grpc.max_receive_message_length": 2**31 - 1,
+        "grpc.max_send_message_length": 2**31 - 1,
+    }
+    method, _, outputs = stub_dataplane.SIGNATURES["serving_default"]
+    wide = {stub_dataplane.IMAGES: tf.TensorSpec([None, WIDE], tf.float32)}
+    served[0]["stub"] = StubDataPlane({**stub_dataplane.SIGNATURES, "serving_default": (method, wide, outputs)})
+    images = np.ones((1024, WIDE), np.float32)
+    assert _predict_request(images=images).ByteSize() > 4 * 1024 * 1024
+    client = GrpcClient(f"127.0.0.1:{served[3]}", "digits")
+    try:
+        answer = client.predict("serving_default", {"images": images})
+        assert answer["doubled"].shape == (1024, WIDE) and answer["total"].tolist() == [WIDE] * 1024
+        too_many = np.ones((1025, WIDE), np.float32)
+        code, details = _code(lambda: client.predict("serving_default", {"images": too_many}))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    finally:
+        client.channel.close()
+
+
+def _health(channel, service: str) -> int:
+    request = health_pb2.HealthCheckRequest(service=service)
+    return health_pb2_grpc.HealthStub(channel).Check(request, timeout=10).status
+
+
+def _reflected_services(channel) -> list:
+    return sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+
+def test_reflection_lists_the_services_and_describes_them_and_no_health_service_unless_asked(served):
+    """Server reflection is always on, as in TF Serving (which links gRPC's reflection library): `grpcurl
+    list` names the services and `grpcurl describe` reads their methods; the health checking service is
+    off by default, as `--enable_grpc_healthcheck_service` is."""
+    channel = served[2]
+    assert _reflected_services(channel) == [
+        "grpc.reflection.v1alpha.ServerReflection",
+        "tensorflow.serving.ModelService",
+        "tensorflow.serving.PredictionService",
+    ]
+    pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+    methods = pool.FindServiceByName("tensorflow.serving.PredictionService").methods_by_name
+    assert sorted(methods) == ["Classify", "GetModelMetadata", "MultiInference", "Predict", "Regress"]
+    assert methods["Predict"].input_type.full_name == "tensorflow.serving.PredictRequest"
+    assert _code(lambda: _health(channel, "")) == (grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+
+
+def test_health_checking_service_answers_serving_once_listening_and_not_serving_while_stopping():
+    """`--enable_grpc_healthcheck_service`: grpc.health.v1.Health answers SERVING for the server ("")
+    and for "ModelService" and "PredictionService" (the names TF Serving's server.cc sets) once the
+    server listens, NOT_FOUND for other names, and NOT_SERVING from the moment the server starts stopping."""
+    server = grpc_service.make_server(
+        StubDataPlane(), Metrics(), ServerOptions(host="127.0.0.1", port=0, enable_grpc_healthcheck_service=True)
+    )
+    server.start()
+    stopped = None
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            for name in ("", "ModelService", "PredictionService"):
+                assert _health(channel, name) == health_pb2.HealthCheckResponse.SERVING, name
+            assert _code(lambda: _health(channel, "tensorflow.serving.PredictionService"))[0] == (
+                grpc.StatusCode.NOT_FOUND
+            )
+            assert "grpc.health.v1.Health" in _reflected_services(channel)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            stopped = server.stop(grace=10)
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+    finally:
+        (stopped or server.stop(grace=None)).wait(timeout=15)

@@ -76,6 +76,7 @@ def test_tf_servings_command_line_is_taken_whole(tmp_path, caplog):
             "--enable_profiler",
             "--tensorflow_intra_op_parallelism=2",
             "--enable_batching=false",
+            "--enable_grpc_healthcheck_service=true",
             "--rest_api_num_threads=8",
         ]
     )
@@ -83,7 +84,7 @@ def test_tf_servings_command_line_is_taken_whole(tmp_path, caplog):
         options = serving_main.options_from_flags(args)
     assert options.grpc_socket_path == "/tmp/tf-serving.sock" and not options.enable_batching
     assert options.grpc_channel_arguments == (("grpc.max_connection_age_ms", 2000), ("grpc.so_reuseaddr", 1))
-    assert options.rest_api_num_threads == 8
+    assert options.rest_api_num_threads == 8 and options.enable_grpc_healthcheck_service
     ignored = sorted(record.getMessage().split("=")[0] for record in caplog.records)
     assert ignored == ["--enable_profiler", "--prefer_tflite_model", "--tensorflow_intra_op_parallelism"]
     assert serving_main.parser().parse_args(["--enable_batching"]).enable_batching is True
