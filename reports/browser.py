@@ -8,7 +8,7 @@ Needs Debian's chromium (`make browser`): the machine cannot download a browser 
 import contextlib
 import dataclasses
 import shutil
-from typing import Any, Iterator, List
+from typing import Any, ContextManager, Iterator, List
 
 import numpy as np
 
@@ -48,9 +48,8 @@ class Drawing:
 
 
 @contextlib.contextmanager
-def drawing_page(rest_url: str) -> Iterator[Any]:
-    """A Playwright page on the drawing page of the model server at `rest_url`; on leaving, fails if the
-    page's script raised."""
+def opened(url: str) -> Iterator[Any]:
+    """A Playwright page on `url` in headless Chromium; on leaving, fails if the page's script raised."""
     from playwright.sync_api import sync_playwright
 
     errors: List[str] = []
@@ -58,11 +57,16 @@ def drawing_page(rest_url: str) -> Iterator[Any]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(rest_url + "/")
+        page.goto(url)
         yield page
         browser.close()
     if errors:
-        raise RuntimeError(f"the drawing page's script failed: {errors}")
+        raise RuntimeError(f"the script of {url} failed: {errors}")
+
+
+def drawing_page(rest_url: str) -> ContextManager[Any]:
+    """The drawing page of the model server at `rest_url`, opened (`opened`)."""
+    return opened(rest_url + "/")
 
 
 def draw(page: Any, left: float, top: float, size: float) -> Drawing:

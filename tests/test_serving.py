@@ -322,9 +322,10 @@ def test_grpc_services(server, test_digits):
             client.predict(features.IMAGES_SIGNATURE, {features.IMAGES_INPUT: pixels[:1].astype(np.float32)}, version=9)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         client.close()
-        with pytest.raises(grpc.RpcError) as unimplemented:
+        with pytest.raises(grpc.RpcError) as unnamed:
             predictions.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=30)
-        assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert unnamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert unnamed.value.details() == "ModelSpec has no name specified."
     finally:
         channel.close()
 
