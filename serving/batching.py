@@ -174,6 +174,13 @@ class BatchScheduler:
         if padding:
             merged = {n: np.concatenate([a, np.repeat(a[:1], padding, axis=0)]) for n, a in merged.items()}
         outputs = signature.run(merged)
+        padded = size + padding
+        for name, value in outputs.items():
+            if value.ndim == 0 or value.shape[0] != padded:
+                raise InvalidArgument(
+                    f"Batched output tensor's 0th dimension does not equal the sum of the 0th dimension "
+                    f"sizes of the input tensors (output '{name}' has shape {list(value.shape)}, the batch {padded})"
+                )
         start = 0
         for task in tasks:
             task.future.set_result({k: v[start : start + task.size] for k, v in outputs.items()})

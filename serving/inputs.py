@@ -5,7 +5,7 @@ the values may be (pixels in 0-255, finite) is checked by the model's own signat
 TF Serving refuses the same inputs with the same message.
 """
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -20,10 +20,10 @@ def dtype_name(dtype: tf.DType) -> str:
 
 
 def _checked_batch(name: str, array: np.ndarray, spec: tf.TensorSpec, max_batch: int) -> np.ndarray:
+    """The request-level checks. The signature's declared shape is not one of them: as TF Serving does,
+    a tensor of another shape goes to the model, which decides (see `shape_mismatch`)."""
     if array.ndim == 0 and spec.shape.rank != 0:
         raise InvalidArgument(f"input '{name}' must be a batch (a list), got a single value")
-    if not spec.shape.is_compatible_with(array.shape):
-        raise InvalidArgument(f"input '{name}' has shape {list(array.shape)}, the signature expects {spec.shape}")
     if array.ndim and array.shape[0] == 0:
         raise InvalidArgument(f"input '{name}' is an empty batch")
     if array.ndim and array.shape[0] > max_batch:
@@ -97,6 +97,18 @@ def from_proto(
     except (TypeError, ValueError) as e:
         raise InvalidArgument(f"tensor parsing error: {name} ({e})") from None
     return _checked_batch(name, array, spec, max_batch)
+
+
+def shape_mismatch(arrays: Mapping[str, np.ndarray], specs: Mapping[str, tf.TensorSpec]) -> Optional[str]:
+    """What is wrong with the inputs' shapes against the signature's declared ones, if anything: said
+    when the model refuses such an input, since the declaration explains it better than the op that
+    failed. TF Serving hands such inputs to the model (a signature declared (None, 1) computes on a
+    tensor of shape [3]), and so does this server."""
+    for name, array in sorted(arrays.items()):
+        spec = specs.get(name)
+        if spec is not None and not spec.shape.is_compatible_with(array.shape):
+            return f"input '{name}' has shape {list(array.shape)}, the signature expects {spec.shape}"
+    return None
 
 
 def batch_size(inputs: Mapping[str, np.ndarray]) -> int:

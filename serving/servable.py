@@ -38,12 +38,14 @@ class Signature:
     function: Callable[..., Dict[str, tf.Tensor]] = dataclasses.field(repr=False)
 
     def run(self, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Calls the signature; the model's own refusals (value checks, reshapes) are 400s."""
+        """Calls the signature; the model's own refusals (value checks, reshapes) are 400s, explained
+        by the declared shapes when the inputs do not have them."""
         tensors = {name: tf.constant(array, dtype=self.inputs[name].dtype) for name, array in arrays.items()}
         try:
             outputs = self.function(**tensors)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            raise InvalidArgument(f"the model rejected the input: {model_message(e)}") from None
+            mismatch = inputs.shape_mismatch(arrays, self.inputs)
+            raise InvalidArgument(mismatch or f"the model rejected the input: {model_message(e)}") from None
         return {name: value.numpy() for name, value in outputs.items()}
 
 

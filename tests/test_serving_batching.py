@@ -97,3 +97,16 @@ def test_batches_are_padded_to_an_allowed_size():
     finally:
         scheduler.stop()
     assert recording.sizes == [4] and answer["y"].shape == (3, 2)
+
+
+def test_a_model_whose_answers_do_not_split_by_example_is_refused_as_tf_serving_refuses_it():
+    """Inputs of an undeclared shape reach the model; a batch whose outputs cannot be split back per
+    request is an error, never a misattributed answer."""
+    servable, signature = _servable(lambda x: {"y": tf.reduce_sum(x, axis=0, keepdims=True)})
+    scheduler = BatchScheduler(config.BatchingOptions(max_batch_size=8, num_batch_threads=1))
+    try:
+        future = scheduler.submit(servable, signature, {"x": np.ones((3, 2), np.float32)}, 3)
+        with pytest.raises(errors.InvalidArgument, match="Batched output tensor's 0th dimension does not equal"):
+            future.result(timeout=30)
+    finally:
+        scheduler.stop()

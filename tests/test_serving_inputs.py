@@ -29,12 +29,23 @@ def test_values_become_arrays_of_the_signature_dtype():
         ([], IMAGES, "empty batch"),
         ([[0]] * 9, IMAGES, "9 examples, the limit is 8"),
         ([1, 2], BYTES, "string tensor"),
-        ([[b"a"]], BYTES, "has shape \\[1, 1\\], the signature expects \\(None,\\)"),
     ],
 )
 def test_bad_values_are_refused_with_the_input_named(value, spec, message):
     with pytest.raises(errors.InvalidArgument, match=message):
         inputs.from_values("x", value, spec, 8)
+
+
+def test_a_shape_other_than_declared_goes_to_the_model_and_is_explained_if_refused():
+    """As TF Serving: the declared shape is the model's to enforce; when it refuses, the declaration
+    says why."""
+    column = inputs.from_values("x", [1.0, 2.0, 5.0], tf.TensorSpec([None, 1], tf.float32), 8)
+    assert column.shape == (3,)
+    assert inputs.shape_mismatch({"x": column}, {"x": tf.TensorSpec([None], tf.float32)}) is None
+    assert inputs.shape_mismatch({"x": column}, {"x": tf.TensorSpec([None, 1], tf.float32)}) == (
+        "input 'x' has shape [3], the signature expects (None, 1)"
+    )
+    assert inputs.from_values("x", [[b"a"]], BYTES, 8).shape == (1, 1)
 
 
 def test_a_grpc_tensor_is_checked_before_it_is_built():

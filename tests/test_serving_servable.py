@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from serving.errors import InvalidArgument
 from serving.servable import (
     LEGACY_PLACEHOLDER_PRODUCER,
     SAVED_MODEL_FILE,
@@ -109,3 +110,27 @@ def test_only_the_empty_shapes_of_legacy_graphs_are_read_as_unknown(tmp_path):
     signature = meta_graph.signature_def["regress"]
     assert all(info.tensor_shape.unknown_rank for info in (*signature.inputs.values(), *signature.outputs.values()))
     assert not legacy_shapes_as_unknown(saved_model)  # nothing left to rewrite
+
+
+def test_a_signature_takes_what_its_model_computes_on_and_explains_what_it_refuses(tmp_path):
+    """TF Serving's quick start: half_plus_two declares (None, 1) and is sent [1.0, 2.0, 5.0] (shape
+    [3]); the graph decides, not the declaration. A shape the graph cannot use is explained by the
+    declaration."""
+
+    class HalfPlusTwo(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+        def half_plus_two(self, x):
+            return {"y": x * 0.5 + 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+        def weighted(self, x):
+            return {"y": tf.matmul(x, tf.ones([2, 1]))}
+
+    module = HalfPlusTwo()
+    path = str(tmp_path / "1")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.half_plus_two, "weighted": module.weighted})
+    served = load("half_plus_two", 1, path)
+    answer = served.signature(None).run({"x": np.array([1.0, 2.0, 5.0], np.float32)})
+    assert answer["y"].tolist() == [2.5, 3.0, 4.5]
+    with pytest.raises(InvalidArgument, match=r"^input 'x' has shape \[3\], the signature expects \(None, 2\)$"):
+        served.signature("weighted").run({"x": np.array([1.0, 2.0, 5.0], np.float32)})
