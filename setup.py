@@ -64,6 +64,7 @@ setup(
             "ruff",
             "mypy",
             "mkdocs>=1.6",
+            "py-spy>=0.4",
         ]
     },
     entry_points={"console_scripts": ["digits=cli.main:main"]},

@@ -3,7 +3,7 @@ while they run, every answer checked against the version that should have given 
 memory (RSS) watched.
 
     .venv/bin/python -m benchmarks.load [--output output] [--clients 16] [--requests 5000] [--swaps 1]
-                                        [--runs 10] [--no-batching]
+                                        [--runs 10] [--no-batching | --compare]
 
 The server runs as its own process (`digits serve`, loopback, free ports) so that its RSS is its own,
 with TF Serving's default policy (one version) and, unless `--no-batching`, server-side batching with
@@ -12,8 +12,18 @@ copy of the CNN and the pushed model again (saved_model.pb last, as the Pusher d
 one test digit per request. A request is an error if it fails, or if its answer is not the one of the
 version serving when it was sent (a request in flight across a swap may get either). Each run is
 recorded under the topic "load", named after the swaps ("no swap", "one swap halfway", "6 swaps"),
-and the clients and batching when they are not the defaults: requests per second, latency, errors
-and memory growth (its per-swap log and first errors are printed with it).
+and the clients and batching when they are not the defaults: requests per second, latency, errors,
+memory growth, and the server's CPU per request, by thread (its per-swap log, first errors and CPU
+by thread are printed with it).
+
+Where the server's CPU goes is read from /proc per thread, each thread named by py-spy
+(`py-spy dump`): the REST event loop (`rest`), gRPC's pool (`grpc`), the batching threads (`batch`),
+the unbatched model pool (`model`), and TensorFlow's own threads (no Python name), where the model's
+arithmetic runs.
+
+`--compare` runs, side by side in each round, the same clients on the model in-process (the same
+signature and batching, no HTTP: what the server's front end costs is the difference), the server,
+and the server with batching off.
 """
 
 import argparse
@@ -35,7 +45,10 @@ import psutil
 from benchmarks import report
 from models import features
 from pipeline import configs, mnist, summary, untrained
+from serving.batching import BatchScheduler
+from serving.config import read_batching_parameters
 from serving.model_store import publish_version
+from serving.servable import load as load_servable
 
 _REST_LINE = re.compile(r"REST\s+http://127\.0\.0\.1:(\d+)/")
 BATCHING_PARAMETERS = os.path.join(configs.PROJECT_ROOT, "serving", "deploy", "batching_parameters.txt")
@@ -43,6 +56,8 @@ BATCHING_PARAMETERS = os.path.join(configs.PROJECT_ROOT, "serving", "deploy", "b
 IMAGES = 256
 CLIENTS = 16
 SETTLE_SECONDS = 60.0
+FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "errors")
+"""What a record keeps of a run (the details are printed)."""
 
 
 class ServerProcess:
@@ -119,6 +134,51 @@ class ServerProcess:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def thread_cpu_seconds(pid: int) -> Dict[int, float]:
+    """CPU seconds (user + system) of each thread of process `pid`, by its OS thread id."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # The thread ended.
+        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def python_thread_names(pid: int) -> Dict[int, str]:
+    """The Python name of each Python thread of process `pid`, by OS thread id, as py-spy reads them;
+    empty if py-spy cannot attach (it needs ptrace)."""
+    try:
+        dump = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "dump", "--json", "--pid", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return {t["os_thread_id"]: t["thread_name"] for t in json.loads(dump.stdout)}
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+        return {}
+
+
+_NUMBERED = re.compile(r"[-_]\d+$")
+NATIVE_THREADS = "TensorFlow (native threads)"
+
+
+def cpu_by_thread(before: Dict[int, float], after: Dict[int, float], names: Dict[int, str]) -> Dict[str, float]:
+    """CPU seconds spent between two `thread_cpu_seconds` readings, summed by thread role: the Python
+    thread name without its number (`batch-0` -> `batch`), or NATIVE_THREADS for threads with no
+    Python name (TensorFlow's inter- and intra-op pools, gRPC's core)."""
+    spent: Dict[str, float] = {}
+    for tid, seconds in after.items():
+        role = _NUMBERED.sub("", names[tid]) if tid in names else NATIVE_THREADS
+        spent[role] = spent.get(role, 0.0) + seconds - before.get(tid, 0.0)
+    return {role: round(value, 2) for role, value in sorted(spent.items(), key=lambda kv: -kv[1]) if value > 0}
 
 
 def expected_answers(model_dir: str, images: np.ndarray) -> np.ndarray:
@@ -232,6 +292,7 @@ def run_load(
         warm.close()
         rss_before = server.rss_mb()
         cpu_before = (server.cpu_seconds(), _own_cpu_seconds())
+        threads_before = thread_cpu_seconds(server.process.pid)
         started = time.perf_counter()
         threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
         for t in threads:
@@ -264,12 +325,14 @@ def run_load(
             t.join()
         elapsed = time.perf_counter() - started
         cpu = (server.cpu_seconds() - cpu_before[0], _own_cpu_seconds() - cpu_before[1])
+        by_thread = cpu_by_thread(
+            threads_before, thread_cpu_seconds(server.process.pid), python_thread_names(server.process.pid)
+        )
         rss_after = server.rss_mb()
         final_versions = server.available_versions()
     finally:
         server.stop()
     stale = sum(1 for sent, model in log.answered if model >= 0 and model not in _allowed_models(swap_log, sent))
-    ms = np.array(log.latencies) * 1000
     for entry in swap_log:
         entry.pop("serving_since")
         entry.pop("pushed")
@@ -282,15 +345,77 @@ def run_load(
         "first_errors": log.errors[:5],
         "seconds": round(elapsed, 2),
         "requests_per_s": round(len(log.latencies) / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        **_latency_figures(log.latencies),
         "first_request_ms": round(first_request_ms, 1),
         "server_cpu_s": round(cpu[0], 2),
+        "server_cpu_ms_per_request": round(cpu[0] * 1000 / max(len(log.latencies), 1), 2),
+        "server_cpu_s_by_thread": by_thread,
         "clients_cpu_s": round(cpu[1], 2),
         "swaps": swap_log,
         "served_versions_after": final_versions,
         "rss_mb_before": round(rss_before, 1),
         "rss_mb_after": round(rss_after, 1),
+    }
+
+
+def _latency_figures(seconds: List[float]) -> Dict[str, float]:
+    ms = np.array(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def run_in_process(
+    model_dir: str, clients: int = CLIENTS, requests: int = 5000, batching_parameters: str = BATCHING_PARAMETERS
+) -> Dict:
+    """The same clients, one digit per request, on the model in this process: the signature the
+    server calls, through the same batching, with no HTTP and no JSON."""
+    servable = load_servable(features.MODEL_NAME, 1, model_dir)
+    signature = servable.signature(features.IMAGES_SIGNATURE)
+    scheduler = BatchScheduler(read_batching_parameters(batching_parameters))
+    images, _ = mnist.load(mnist.TEST, IMAGES)
+    expected = expected_answers(model_dir, images)
+    latencies: List[float] = []
+    errors: List[str] = []
+    lock = threading.Lock()
+
+    def predict(index: int) -> np.ndarray:
+        inputs = {features.IMAGES_INPUT: images[index : index + 1]}
+        return scheduler.submit(servable, signature, inputs, 1).result(timeout=60)[features.PROBABILITIES_OUTPUT]
+
+    def client(first: int) -> None:
+        for k in range(first, requests, clients):
+            sent = time.perf_counter()
+            try:
+                off = float(np.abs(predict(k % IMAGES)[0] - expected[k % IMAGES]).max())
+                problem = f"an answer off by {off:.2g}" if off > features.ANSWER_TOLERANCE else None
+            except Exception as e:
+                problem = f"{type(e).__name__}: {e}"
+            with lock:
+                latencies.append(time.perf_counter() - sent)
+                if problem:
+                    errors.append(problem)
+
+    try:
+        predict(0)
+        cpu_before = _own_cpu_seconds()
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        cpu = _own_cpu_seconds() - cpu_before
+    finally:
+        scheduler.stop()
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        **_latency_figures(latencies),
+        "cpu_ms_per_request": round(cpu * 1000 / max(len(latencies), 1), 2),
     }
 
 
@@ -309,34 +434,40 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--swaps", type=int, default=1)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--no-batching", action="store_true")
+    variants = parser.add_mutually_exclusive_group()
+    variants.add_argument("--no-batching", action="store_true")
+    variants.add_argument(
+        "--compare",
+        action="store_true",
+        help="each round: the model in-process, the server, and the server with batching off",
+    )
     parser.add_argument(
         "--batching-parameters", default=BATCHING_PARAMETERS, help="TF Serving's BatchingParameters file"
     )
     args = parser.parse_args(argv)
     results = []
     name = {0: "no swap", 1: "one swap halfway"}.get(args.swaps, f"{args.swaps} swaps")
-    if args.clients != CLIENTS:
-        name += f", {args.clients} clients"
-    if args.no_batching:
-        name += ", no batching"
+    clients = f", {args.clients} clients" if args.clients != CLIENTS else ""
+    servers = [(name + clients, True)] if not args.no_batching else [(name + clients + ", no batching", False)]
+    if args.compare:
+        servers.append((name + clients + ", no batching", False))
     with tempfile.TemporaryDirectory(prefix="digits-load-") as work_dir:
         models = model_pair(args.output, work_dir)
         for run in range(args.runs):
-            run_dir = os.path.join(work_dir, f"run{run}")
-            os.makedirs(run_dir)
-            result = run_load(
-                models,
-                args.clients,
-                args.requests,
-                args.swaps,
-                not args.no_batching,
-                run_dir,
-                args.batching_parameters,
-            )
-            figures = {key: result[key] for key in ("requests_per_s", "p50_ms", "p99_ms", "errors")}
-            figures["rss_growth_mb"] = round(result["rss_mb_after"] - result["rss_mb_before"], 1)
-            results.append(report.recorded("load", {name: figures}, "benchmarks.load", argv, result))
+            if args.compare:
+                result = run_in_process(models[0], args.clients, args.requests, args.batching_parameters)
+                figures = {key: result[key] for key in (*FIGURES, "cpu_ms_per_request")}
+                label = "in-process" + clients
+                results.append(report.recorded("load", {label: figures}, "benchmarks.load", argv, result))
+            for label, batching in servers:
+                run_dir = tempfile.mkdtemp(prefix=f"run{run}-", dir=work_dir)
+                result = run_load(
+                    models, args.clients, args.requests, args.swaps, batching, run_dir, args.batching_parameters
+                )
+                figures = {key: result[key] for key in FIGURES}
+                figures["rss_growth_mb"] = round(result["rss_mb_after"] - result["rss_mb_before"], 1)
+                figures["cpu_ms_per_request"] = result["server_cpu_ms_per_request"]
+                results.append(report.recorded("load", {label: figures}, "benchmarks.load", argv, result))
     if any(r["errors"] for r in results):
         sys.exit(1)
     return results

@@ -64,6 +64,12 @@ class PixelDomain:
             return tf.identity(pixels)
 
 
+def tta_readings(images: tf.Tensor, degrees: float) -> tf.Tensor:
+    """The [3n, 28, 28, 1] pictures test-time augmentation reads for [n, 28, 28, 1] `images`: as they
+    are, then all rotated by + and - `degrees`, in one batch."""
+    return tf.concat([images, geometry.rotated(images, degrees), geometry.rotated(images, -degrees)], axis=0)
+
+
 def predict_with_tta(model: keras.Model, images: tf.Tensor, degrees: float) -> tf.Tensor:
     """The model's probabilities for [n, 28, 28, 1] `images` with test-time augmentation (TTA): each
     picture predicted three times (as it is, and rotated by + and - `degrees`) and the answers averaged,
@@ -71,8 +77,7 @@ def predict_with_tta(model: keras.Model, images: tf.Tensor, degrees: float) -> t
     predicted once."""
     if not degrees:
         return model(images, training=False)
-    copies = tf.concat([images, geometry.rotated(images, degrees), geometry.rotated(images, -degrees)], axis=0)
-    answers = model(copies, training=False)
+    answers = model(tta_readings(images, degrees), training=False)
     return tf.reduce_mean(tf.reshape(answers, [3, tf.shape(images)[0], features.NUM_CLASSES]), axis=0)
 
 

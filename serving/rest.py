@@ -99,7 +99,8 @@ async def _read_body(request: Request, options: ServerOptions) -> bytes:
         return b"".join(chunks)
 
     try:
-        return await asyncio.wait_for(read(), options.request_read_timeout_seconds)
+        async with asyncio.timeout(options.request_read_timeout_seconds):
+            return await read()
     except TimeoutError:
         raise RequestTimeout(
             f"The request body did not arrive within {options.request_read_timeout_seconds:g} s"
@@ -164,6 +165,9 @@ def make_app(
         description="TensorFlow Serving's REST API (v1), as the real TF Serving answers it.",
         docs_url=None,
         redoc_url=None,
+        # TF Serving's metrics are this server's own (`serving.metrics`); FastAPI's OpenTelemetry
+        # hooks, with no provider configured, would only cost every request time.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     # The bundled Swagger UI reads OpenAPI 2.0 and 3.0 only; the description uses nothing of 3.1.
     app.openapi_version = OPENAPI_VERSION

@@ -16,6 +16,7 @@ from benchmarks import __main__ as entry
 from benchmarks import (
     drawing,
     ensemble,
+    inference,
     load,
     profile,
     results,
@@ -210,6 +211,44 @@ def test_load_with_hot_swaps_has_no_errors(served_model, other_model, tmp_path):
     assert result["rss_mb_after"] - result["rss_mb_before"] < RSS_GROWTH_LIMIT_MB, result
     rss = [s["rss_mb"] for s in result["swaps"]]
     assert max(rss[LOAD_SWAPS // 2 :]) - max(rss[: LOAD_SWAPS // 2]) < SWAP_GROWTH_LIMIT_MB, result
+    # Where the server's CPU went, by thread: the model's arithmetic in TensorFlow's own threads, the
+    # front end in the REST event loop, the batching thread; together, the process's CPU.
+    by_thread = result["server_cpu_s_by_thread"]
+    assert {load.NATIVE_THREADS, "rest", "batch"} <= set(by_thread), by_thread
+    assert sum(by_thread.values()) == pytest.approx(result["server_cpu_s"], rel=0.1, abs=0.5), result
+
+
+@pytest.mark.e2e
+def test_load_compares_the_model_in_process_with_the_server(served_model):
+    """The in-process side of `--compare`: the same clients and batching on the signature itself."""
+    result = load.run_in_process(served_model, clients=4, requests=200)
+    assert result["requests"] == 200 and result["errors"] == 0, result
+    assert result["requests_per_s"] > 0 and result["cpu_ms_per_request"] > 0
+
+
+def test_server_cpu_is_summed_by_thread_role():
+    before = {1: 1.0, 2: 0.5, 3: 0.0, 4: 2.0}
+    after = {1: 3.0, 2: 0.75, 3: 0.25, 4: 2.0, 5: 1.5}
+    names = {2: "batch-0", 3: "batch-1", 4: "rest", 5: "grpc_3"}
+    assert load.cpu_by_thread(before, after, names) == {load.NATIVE_THREADS: 2.0, "grpc": 1.5, "batch": 0.5}
+    mine = load.thread_cpu_seconds(os.getpid())
+    assert os.getpid() in mine and all(seconds >= 0 for seconds in mine.values())
+
+
+@pytest.mark.e2e
+def test_inference_benchmark_measures_each_runtime_on_the_same_digits(served_model, monkeypatch):
+    """The CNN in TensorFlow and in TF Lite's XNNPACK on the same readings: figures, and the same answers."""
+    monkeypatch.setattr(inference, "ROUND_SECONDS", 0.2)
+    tensorflow, xnnpack = (
+        inference.measure(runtime, served_model, batch=4, rounds=1)
+        for runtime in ("CNN alone, TensorFlow", "CNN alone, TF Lite (XNNPACK)")
+    )
+    for figures in (tensorflow, xnnpack):
+        assert figures["digits_per_s"] > 0 and figures["cpu_ms_per_digit"] > 0
+    probabilities = np.asarray(tensorflow["probabilities"])
+    assert probabilities.shape == (3 * 4, features.NUM_CLASSES)
+    assert np.abs(np.asarray(xnnpack["probabilities"]) - probabilities).max() < 1e-5
+    assert inference.multiply_adds_per_picture() > 30_000_000  # Its largest convolution alone has 20 M.
 
 
 def _record(name: str, date: str, topic: str = "serving", **figures) -> results.Record:
