@@ -162,6 +162,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument("--runtimes", nargs="+", choices=list(RUNTIMES), default=list(RUNTIMES))
     parser.add_argument("--child", choices=list(RUNTIMES), help=argparse.SUPPRESS)
     parser.add_argument("--model", help="a digits SavedModel to measure (default: the newest pushed model in --output)")
+    parser.add_argument("--note", default="", help="what the records should say of this run (the model served, say)")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure(args.child, args.model, args.batch, args.rounds)))
@@ -186,7 +187,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             "mflop_per_digit": mflop_per_digit,
             **figures,
         }
-    return report.recorded("serving", measurements, "benchmarks.inference", argv, {"model": model})
+    return report.recorded("serving", measurements, "benchmarks.inference", argv, {"model": model}, args.note)
 
 
 if __name__ == "__main__":

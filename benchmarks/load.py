@@ -444,6 +444,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser.add_argument(
         "--batching-parameters", default=BATCHING_PARAMETERS, help="TF Serving's BatchingParameters file"
     )
+    parser.add_argument("--note", default="", help="what the records should say of this run (the model served, say)")
     args = parser.parse_args(argv)
     results = []
     name = {0: "no swap", 1: "one swap halfway"}.get(args.swaps, f"{args.swaps} swaps")
@@ -458,7 +459,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
                 result = run_in_process(models[0], args.clients, args.requests, args.batching_parameters)
                 figures = {key: result[key] for key in (*FIGURES, "cpu_ms_per_request")}
                 label = "in-process" + clients
-                results.append(report.recorded("load", {label: figures}, "benchmarks.load", argv, result))
+                results.append(report.recorded("load", {label: figures}, "benchmarks.load", argv, result, args.note))
             for label, batching in servers:
                 run_dir = tempfile.mkdtemp(prefix=f"run{run}-", dir=work_dir)
                 result = run_load(
@@ -467,7 +468,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
                 figures = {key: result[key] for key in FIGURES}
                 figures["rss_growth_mb"] = round(result["rss_mb_after"] - result["rss_mb_before"], 1)
                 figures["cpu_ms_per_request"] = result["server_cpu_ms_per_request"]
-                results.append(report.recorded("load", {label: figures}, "benchmarks.load", argv, result))
+                results.append(report.recorded("load", {label: figures}, "benchmarks.load", argv, result, args.note))
     if any(r["errors"] for r in results):
         sys.exit(1)
     return results
