@@ -183,6 +183,13 @@ class ServerOptions:
             metavar="true|false",
         ),
     )
+    prefer_tflite_model: bool = dataclasses.field(
+        default=False,
+        metadata=flag(
+            "serve a version's model.tflite with TF Lite's interpreter rather than its SavedModel (a folder "
+            "holding only model.tflite is a version then)"
+        ),
+    )
     rest_api_timeout_in_ms: int = dataclasses.field(
         default=30_000, metadata=flag("model time limit for a REST request")
     )
@@ -243,9 +250,8 @@ NOT_IMPLEMENTED_FLAGS: Dict[str, str] = {
     "per_process_gpu_memory_fraction": "TensorFlow's GPU memory default applies",
     "num_request_iterations_for_warmup": "each warm-up request is replayed once",
     "remove_unused_fields_from_bundle_metagraph": "",
-    "prefer_tflite_model": "the SavedModel is served; TF Lite models are not",
-    "num_tflite_pools": "TF Lite models are not served",
-    "num_tflite_interpreters_per_pool": "TF Lite models are not served",
+    "num_tflite_pools": "one TF Lite interpreter serves each version, one request at a time",
+    "num_tflite_interpreters_per_pool": "one TF Lite interpreter serves each version, one request at a time",
     "enable_signature_method_name_check": "signatures are chosen by name and inputs, whatever their method",
     "xla_cpu_compilation_enabled": "",
     "xla_gpu_compilation_enabled": "",

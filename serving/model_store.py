@@ -2,7 +2,8 @@
 keep flowing, as TF Serving's ServerCore does.
 
 Versions are integer folders under a model's base path; a version is a candidate once its
-`saved_model.pb` is there. The version policy (latest N, specific, all) picks the versions to serve;
+`saved_model.pb` is there (or, with `--prefer_tflite_model`, its `model.tflite`, which is then served
+instead: `serving.tflite`). The version policy (latest N, specific, all) picks the versions to serve;
 a version that fails to load (or to warm up) is reported as END with its error while the versions
 already loaded keep serving, and it is tried again when its folder changes (a half-copied version
 loads once complete) or, unchanged, up to `max_num_load_retries` times `load_retry_interval_micros`
@@ -20,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 
 from serving import servable as servables
+from serving import tflite
 from serving.config import ModelConfig, ServerOptions, read_model_config
 from serving.errors import FailedPrecondition, InvalidArgument, NotFound
 from serving.servable import SAVED_MODEL_FILE, Servable
@@ -110,20 +112,26 @@ class ModelStore:
 
     def candidate_versions(self) -> List[int]:
         """The versions of the folders named by an integer (leading zeros allowed: `00000123/` is version
-        123, as TF Serving parses the name) that hold a saved_model.pb. Of two folders naming the same
-        version, the one written without leading zeros, else the first in name order, is the version."""
+        123, as TF Serving parses the name) that hold a saved_model.pb, or a model.tflite when TF Lite
+        models are preferred. Of two folders naming the same version, the one written without leading
+        zeros, else the first in name order, is the version."""
         base = self.config.base_path
         if not tf.io.gfile.isdir(base):
             raise FileNotFoundError(f"Could not find base path {base} for servable {self.name}")
         folders: Dict[int, str] = {}
         for name in sorted(name.rstrip("/") for name in tf.io.gfile.listdir(base)):
             version = version_number(name)
-            if version is None or not tf.io.gfile.exists(os.path.join(base, name, SAVED_MODEL_FILE)):
+            if version is None or not self._holds_model(os.path.join(base, name)):
                 continue
             if version not in folders or name == str(version):
                 folders[version] = name
         self._folders = folders
         return list(folders)
+
+    def _holds_model(self, folder: str) -> bool:
+        if self._options.prefer_tflite_model and tflite.has_model(folder):
+            return True
+        return bool(tf.io.gfile.exists(os.path.join(folder, SAVED_MODEL_FILE)))
 
     def refresh(self) -> None:
         """Loads the versions the policy wants (newest first) and unloads the rest once one of them
@@ -348,10 +356,14 @@ class ServerCore:
 
 
 def load_servable(options: ServerOptions) -> Loader:
-    """The loader the server uses: load, then replay the version's warmup requests (if enabled)."""
+    """The loader the server uses: load (the version's model.tflite if TF Lite models are preferred and
+    it has one, else its SavedModel), then replay the version's warmup requests (if enabled)."""
 
     def load(model_name: str, version: int, path: str) -> Servable:
-        loaded = servables.load(model_name, version, path)
+        if options.prefer_tflite_model and tflite.has_model(path):
+            loaded = tflite.load(model_name, version, path)
+        else:
+            loaded = servables.load(model_name, version, path)
         if options.enable_model_warmup:
             records, seconds = servables.replay_warmup(
                 loaded, path, options.max_batch_per_request, options.max_values_per_request

@@ -35,7 +35,8 @@ class Signature:
     name: str
     method_name: str
     inputs: Dict[str, tf.TensorSpec]
-    function: Callable[..., Dict[str, tf.Tensor]] = dataclasses.field(repr=False)
+    function: Callable[..., Dict[str, Any]] = dataclasses.field(repr=False)
+    """Called with the inputs as tensors; answers tensors (a SavedModel's) or arrays (a TF Lite model's)."""
 
     def run(self, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Calls the signature; the model's own refusals (value checks, reshapes) are 400s, explained
@@ -46,7 +47,7 @@ class Signature:
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             mismatch = inputs.shape_mismatch(arrays, self.inputs)
             raise InvalidArgument(mismatch or f"the model rejected the input: {model_message(e)}") from None
-        return {name: value.numpy() for name, value in outputs.items()}
+        return {name: value if isinstance(value, np.ndarray) else value.numpy() for name, value in outputs.items()}
 
 
 _GRAPH_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[{{")
@@ -73,7 +74,8 @@ def read_signature_defs(path: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
 
 @dataclasses.dataclass(frozen=True)
 class Servable:
-    """A loaded version; `handle` keeps the SavedModel alive while its functions may be called."""
+    """A loaded version; `handle` keeps the SavedModel (or TF Lite interpreter) alive while its functions
+    may be called."""
 
     model_name: str
     version: int

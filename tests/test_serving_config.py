@@ -128,6 +128,7 @@ def test_flags_are_the_fields_that_declare_one_under_tf_servings_names_and_defau
         "monitoring_config_file": None,
         "allow_version_labels_for_unavailable_models": False,
         "enable_model_warmup": True,
+        "prefer_tflite_model": False,
         "rest_api_timeout_in_ms": 30_000,
         "rest_api_num_threads": config.ServerOptions.rest_api_num_threads,
         "grpc_max_threads": config.ServerOptions.grpc_max_threads,
@@ -212,11 +213,11 @@ def test_tf_servings_flags_not_implemented_warn_and_those_a_deployment_relies_on
     assert not implemented & named
     assert implemented - {"host"} | named == TF_SERVING_FLAGS
     warnings = config.check_tf_serving_flags(
-        {"prefer_tflite_model": "true", "xla_cpu_compilation_enabled": "true", "ssl_config_file": ""}
+        {"num_tflite_pools": "4", "xla_cpu_compilation_enabled": "true", "ssl_config_file": ""}
     )
     assert warnings == [
-        "--prefer_tflite_model=true is not implemented here and is ignored; the SavedModel is served; "
-        "TF Lite models are not",
+        "--num_tflite_pools=4 is not implemented here and is ignored; one TF Lite interpreter serves each "
+        "version, one request at a time",
         "--xla_cpu_compilation_enabled=true is not implemented here and is ignored",
     ]
     assert config.check_tf_serving_flags({"saved_model_tags": "serve", "use_alts_credentials": "false"}) == []
