@@ -11,7 +11,8 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -21,9 +22,13 @@ from PIL import Image
 from components import examples
 from components.digit_example_gen import readers
 from components.digit_example_gen.readers import idx_bytes
+from models import features
 from models.config import TrainerConfig
 from pipeline import configs
 from reports.browser import CHROMIUM
+from serving.config import ServerOptions, single_model
+from serving.model_store import publish_version
+from serving.server import ModelServer
 
 
 def random_digits(count: int, seed: int = 0):
@@ -170,3 +175,16 @@ def executions(output_root: str, run_id: Optional[str] = None) -> List[Tuple[str
         (context,) = [c for c in store.get_contexts_by_type("pipeline_run") if c.name == run_id]
         found = store.get_executions_by_context(context.id)
     return [(types[e.type_id], e.last_known_state, e.id) for e in found]
+
+
+@contextmanager
+def rest_server(model_dir: str, folder: str) -> Iterator[ModelServer]:
+    """`model_dir` served as version 1 of the digits model from `folder`, REST only, on a free port."""
+    base = os.path.join(folder, features.MODEL_NAME)
+    publish_version(model_dir, base, 1)
+    server = ModelServer(ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -10,9 +10,6 @@ import pytest
 from models import features
 from reports.browser import opened
 from serving.client import RestClient
-from serving.config import ServerOptions, single_model
-from serving.model_store import publish_version
-from serving.server import ModelServer
 from tests import support
 from tests.support import needs_chromium
 
@@ -21,12 +18,8 @@ PREDICT = "/v1/models/{model_name}:predict"
 
 @pytest.fixture(scope="module")
 def server(served_model, tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("api-page") / features.MODEL_NAME)
-    publish_version(served_model, base, 1)
-    server = ModelServer(ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None))
-    server.start()
-    yield server
-    server.stop()
+    with support.rest_server(served_model, str(tmp_path_factory.mktemp("api-page"))) as server:
+        yield server
 
 
 @pytest.mark.e2e

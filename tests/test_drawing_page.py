@@ -13,23 +13,15 @@ import pytest
 from models import features
 from models.preprocessing import CENTRE, DIGIT_BOX
 from reports.browser import DRAWN_DIGIT, PLACES, draw, drawing_page
-from serving.config import ServerOptions, single_model
-from serving.model_store import publish_version
-from serving.server import ModelServer
+from tests import support
 from tests.support import needs_chromium
 
 
 @pytest.fixture(scope="module")
 def page(served_model, tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("drawing") / features.MODEL_NAME)
-    publish_version(served_model, base, 1)
-    server = ModelServer(ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None))
-    server.start()
-    try:
+    with support.rest_server(served_model, str(tmp_path_factory.mktemp("drawing"))) as server:
         with drawing_page(server.rest_url) as page:
             yield page
-    finally:
-        server.stop()
 
 
 @pytest.mark.e2e
