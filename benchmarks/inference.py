@@ -98,7 +98,7 @@ def measure(runtime: str, model_dir: str, batch: int, rounds: int) -> Dict[str, 
         concrete = function.get_concrete_function(tf.TensorSpec([batch, pixels.shape[1]], tf.float32))
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
-        predict = _tflite(converter, pixels, output=features.PROBABILITIES_OUTPUT)
+        predict = _tflite(converter, pixels)
     else:
         tensor = tf.constant(pixels)
         predict = lambda: signature(**{features.IMAGES_INPUT: tensor})[features.PROBABILITIES_OUTPUT].numpy()  # noqa: E731
@@ -123,17 +123,17 @@ def multiply_adds_per_picture() -> int:
     return count
 
 
-def _tflite(converter, inputs: np.ndarray, output: Optional[str] = None) -> Callable[[], np.ndarray]:
-    """The converted model's interpreter on `inputs`: a function giving its (named) output."""
+def _tflite(converter: Any, inputs: np.ndarray) -> Callable[[], np.ndarray]:
+    """The converted model's interpreter on `inputs`: a function giving its probabilities, the output
+    of one row of classes per input (a converted signature names its outputs by position only)."""
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=THREADS)
     interpreter.allocate_tensors()
     (given,) = interpreter.get_input_details()
-    outputs = interpreter.get_output_details()
-    index = outputs[0]["index"]
-    if output is not None:  # Converted signatures name their outputs by position: find it by shape.
-        index = next(o["index"] for o in outputs if list(o["shape"]) == [len(inputs), features.NUM_CLASSES])
+    (index,) = (
+        o["index"] for o in interpreter.get_output_details() if list(o["shape"]) == [len(inputs), features.NUM_CLASSES]
+    )
 
     def predict() -> np.ndarray:
         interpreter.set_tensor(given["index"], inputs)

@@ -129,9 +129,7 @@ class ModelStore:
         return list(folders)
 
     def _holds_model(self, folder: str) -> bool:
-        if self._options.prefer_tflite_model and tflite.has_model(folder):
-            return True
-        return bool(tf.io.gfile.exists(os.path.join(folder, SAVED_MODEL_FILE)))
+        return serves_tflite(self._options, folder) or bool(tf.io.gfile.exists(os.path.join(folder, SAVED_MODEL_FILE)))
 
     def refresh(self) -> None:
         """Loads the versions the policy wants (newest first) and unloads the rest once one of them
@@ -355,15 +353,17 @@ class ServerCore:
             self._thread.join(timeout=30)
 
 
+def serves_tflite(options: ServerOptions, folder: str) -> bool:
+    """Whether a version folder is served from its model.tflite: TF Lite models preferred, and it has one."""
+    return options.prefer_tflite_model and tflite.has_model(folder)
+
+
 def load_servable(options: ServerOptions) -> Loader:
     """The loader the server uses: load (the version's model.tflite if TF Lite models are preferred and
     it has one, else its SavedModel), then replay the version's warmup requests (if enabled)."""
 
     def load(model_name: str, version: int, path: str) -> Servable:
-        if options.prefer_tflite_model and tflite.has_model(path):
-            loaded = tflite.load(model_name, version, path)
-        else:
-            loaded = servables.load(model_name, version, path)
+        loaded = (tflite.load if serves_tflite(options, path) else servables.load)(model_name, version, path)
         if options.enable_model_warmup:
             records, seconds = servables.replay_warmup(
                 loaded, path, options.max_batch_per_request, options.max_values_per_request

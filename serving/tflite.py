@@ -239,11 +239,12 @@ class Interpreter:
     def __init__(self, interpreter: tf.lite.Interpreter):
         self._interpreter = interpreter
         self._lock = threading.Lock()
-        self._shapes: Dict[int, Tuple[int, ...]] = {
-            d["index"]: tuple(int(s) for s in d["shape"]) for d in interpreter.get_input_details()
-        }
+        self._shapes = self._allocated_shapes()
         """Each input's shape as allocated; emptied when an allocation fails, so that the next call
         resizes and allocates again."""
+
+    def _allocated_shapes(self) -> Dict[int, Tuple[int, ...]]:
+        return {d["index"]: tuple(int(s) for s in d["shape"]) for d in self._interpreter.get_input_details()}
 
     def run(self, inputs: Dict[int, np.ndarray], outputs: Dict[str, int]) -> Dict[str, np.ndarray]:
         """Sets the inputs (tensor index -> array), invokes, and returns the outputs (name -> tensor
@@ -256,9 +257,7 @@ class Interpreter:
                     for index in resized:
                         self._interpreter.resize_tensor_input(index, list(inputs[index].shape), strict=False)
                     self._interpreter.allocate_tensors()
-                    self._shapes = {
-                        d["index"]: tuple(int(s) for s in d["shape"]) for d in self._interpreter.get_input_details()
-                    }
+                    self._shapes = self._allocated_shapes()
                 for index, array in inputs.items():
                     self._interpreter.set_tensor(index, array)
                 self._interpreter.invoke()
