@@ -28,6 +28,8 @@ setup(
             "serving.*",
             "reports",
             "reports.*",
+            "monitoring",
+            "monitoring.*",
         ]
     ),
     package_data={"serving": ["static/*.html", "deploy/*.yml", "deploy/*.yaml", "deploy/*.txt", "deploy/*.config"]},

@@ -19,6 +19,7 @@ SUITES = {
     "inference": "the served model's arithmetic per digit under each runtime (TensorFlow, oneDNN, XLA, TF Lite)",
     "pictures": "accuracy on test digits rendered as pictures, through predict_image_bytes",
     "drawing": "what a model reads of a 7 drawn on its drawing page, in headless Chromium",
+    "drift": "the traffic monitor: false alarms on clean digits, the smallest windows and shares of shifted ones found",
     "suite": "`make test` from a fresh clone: the tests passed and the time it took",
     "results": "the benchmarks page made from the records (--check: fail if it is out of date)",
 }

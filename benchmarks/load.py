@@ -3,7 +3,7 @@ while they run, every answer checked against the version that should have given 
 memory (RSS) watched.
 
     .venv/bin/python -m benchmarks.load [--output output] [--clients 16] [--requests 5000] [--swaps 1]
-                                        [--runs 10] [--no-batching | --compare]
+                                        [--runs 10] [--no-batching | --compare | --logging]
 
 The server runs as its own process (`digits serve`, loopback, free ports) so that its RSS is its own,
 with TF Serving's default policy (one version) and, unless `--no-batching`, server-side batching with
@@ -21,6 +21,10 @@ Where the server's CPU goes is read from /proc per thread, each thread named by 
 the unbatched model pool (`model`), and TensorFlow's own threads (no Python name), where the model's
 arithmetic runs.
 
+`--logging` runs, side by side in each round, the server without request logging and with TF Serving's
+request logging (`logging_config` in a model config file) at sampling rates 0.1 and 1.0, and counts the
+requests logged.
+
 `--compare` runs, side by side in each round, the same clients on the model in-process (the same
 signature and batching, no HTTP: what the server's front end costs is the difference), the server,
 and the server with batching off.
@@ -29,6 +33,7 @@ and the server with batching off.
 import argparse
 import dataclasses
 import http.client
+import itertools
 import json
 import os
 import re
@@ -41,6 +46,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import psutil
+import tensorflow as tf
 
 from benchmarks import report
 from models import features
@@ -48,6 +54,7 @@ from pipeline import configs, mnist, summary, untrained
 from serving.batching import BatchScheduler
 from serving.config import read_batching_parameters
 from serving.model_store import publish_version
+from serving.request_log import closed_files
 from serving.servable import load as load_servable
 
 _REST_LINE = re.compile(r"REST\s+http://127\.0\.0\.1:(\d+)/")
@@ -57,6 +64,8 @@ IMAGES = 256
 CLIENTS = 16
 SETTLE_SECONDS = 60.0
 FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "errors")
+LOGGING_RATES = (0.1, 1.0)
+"""`--logging`'s sampling rates, each run beside a server that logs nothing."""
 """What a record keeps of a run (the details are printed)."""
 
 
@@ -222,16 +231,20 @@ def run_load(
     batching: bool = True,
     work_dir: Optional[str] = None,
     batching_parameters: str = BATCHING_PARAMETERS,
+    logging_rate: Optional[float] = None,
 ) -> Dict:
     """Serves `model_dirs[0]` as version 1, loads it with `clients` keep-alive connections for
     `requests` one-digit predictions, and pushes `swaps` new versions (alternating the two models) at
-    even intervals."""
+    even intervals; with `logging_rate`, the model config logs requests sampled at that rate."""
     work_dir = work_dir or tempfile.mkdtemp(prefix="digits-load-")
     base = os.path.join(work_dir, features.MODEL_NAME)
     publish_version(model_dirs[0], base, 1)
     extra: List[str] = []
     if batching:
         extra = ["--enable_batching", "--batching_parameters_file", batching_parameters]
+    log_prefix = os.path.join(work_dir, "request_logs", "requests")
+    if logging_rate is not None:
+        extra += ["--model_config_file", logged_model_config(work_dir, base, log_prefix, logging_rate)]
     images, _ = mnist.load(mnist.TEST, IMAGES)
     expected = [expected_answers(d, images) for d in model_dirs]
     bodies = [
@@ -333,6 +346,7 @@ def run_load(
     finally:
         server.stop()
     stale = sum(1 for sent, model in log.answered if model >= 0 and model not in _allowed_models(swap_log, sent))
+    logged = sum(1 for path in closed_files(log_prefix) for _ in tf.data.TFRecordDataset(path))
     for entry in swap_log:
         entry.pop("serving_since")
         entry.pop("pushed")
@@ -355,7 +369,21 @@ def run_load(
         "served_versions_after": final_versions,
         "rss_mb_before": round(rss_before, 1),
         "rss_mb_after": round(rss_after, 1),
+        "logging_rate": logging_rate,
+        "logged_requests": logged,
     }
+
+
+def logged_model_config(folder: str, base: str, prefix: str, rate: float) -> str:
+    """A model config serving `base` with TF Serving's request logging at `rate` to `prefix`."""
+    path = os.path.join(folder, "models.config")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            f'model_config_list {{ config {{ name: "{features.MODEL_NAME}" base_path: "{base}" logging_config {{\n'
+            f'  log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }}\n'
+            f"  sampling_config {{ sampling_rate: {rate} }} }} }} }}\n"
+        )
+    return path
 
 
 def _latency_figures(seconds: List[float]) -> Dict[str, float]:
@@ -441,6 +469,12 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
         action="store_true",
         help="each round: the model in-process, the server, and the server with batching off",
     )
+    variants.add_argument(
+        "--logging",
+        action="store_true",
+        help="each round: the server without request logging, and logging at rates "
+        + ", ".join(map(str, LOGGING_RATES)),
+    )
     parser.add_argument(
         "--batching-parameters", default=BATCHING_PARAMETERS, help="TF Serving's BatchingParameters file"
     )
@@ -452,6 +486,9 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     servers = [(name + clients, True)] if not args.no_batching else [(name + clients + ", no batching", False)]
     if args.compare:
         servers.append((name + clients + ", no batching", False))
+    rates: List[Optional[float]] = [None]
+    if args.logging:
+        rates = [None, *LOGGING_RATES]
     with tempfile.TemporaryDirectory(prefix="digits-load-") as work_dir:
         models = model_pair(args.output, work_dir)
         for run in range(args.runs):
@@ -460,12 +497,18 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
                 figures = {key: result[key] for key in (*FIGURES, "cpu_ms_per_request")}
                 label = "in-process" + clients
                 results.append(report.recorded("load", {label: figures}, "benchmarks.load", argv, result, args.note))
-            for label, batching in servers:
+            for (label, batching), rate in itertools.product(servers, rates):
                 run_dir = tempfile.mkdtemp(prefix=f"run{run}-", dir=work_dir)
                 result = run_load(
-                    models, args.clients, args.requests, args.swaps, batching, run_dir, args.batching_parameters
+                    models, args.clients, args.requests, args.swaps, batching, run_dir, args.batching_parameters, rate
                 )
+                if args.logging:
+                    label = f"{name}{clients}, " + (
+                        "no request logging" if rate is None else f"request logging at {rate}"
+                    )
                 figures = {key: result[key] for key in FIGURES}
+                if rate is not None:
+                    figures["logged_requests"] = result["logged_requests"]
                 figures["rss_growth_mb"] = round(result["rss_mb_after"] - result["rss_mb_before"], 1)
                 figures["cpu_ms_per_request"] = result["server_cpu_ms_per_request"]
                 results.append(report.recorded("load", {label: figures}, "benchmarks.load", argv, result, args.note))

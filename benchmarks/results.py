@@ -40,6 +40,7 @@ TOPICS: Dict[str, str] = {
     "load": "Serving under load",
     "robustness": "Robustness",
     "pictures": "Pictures",
+    "monitoring": "Monitoring served traffic",
     "size": "Model size",
     "pipeline": "Pipeline overhead",
     "tests": "Test-suite time",

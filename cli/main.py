@@ -5,6 +5,7 @@
     digits serve [--model_base_path DIR | --model_config_file FILE] [--rest_api_port 8501] [--port 8500]
     digits predict FILE.png ... [--server http://127.0.0.1:8501 | --grpc 127.0.0.1:8500]
     digits report [--output DIR]
+    digits monitor [--logs PREFIX] [--output DIR] [--feedback DIR] [--retrain]
 
 The command line is the top of the house: it resolves one `Settings` from a profile and the flags and
 hands it to the runner; heavy imports happen only in the command that needs them.
@@ -23,6 +24,7 @@ if "--verbose" not in sys.argv:
 
 from models import features
 from models.config import PRECISIONS, STRATEGIES
+from monitoring.config import MonitorSettings
 from pipeline import configs
 from serving import config as serving_config
 from serving import main as serving_main
@@ -86,6 +88,39 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 1
     print(f"Report: {path}")
     return 0
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from models import feedback
+    from monitoring import drift, monitor, traffic
+    from reports import traffic_report
+    from reports.run_report import ReportError
+
+    settings = _settings(args)
+    name = settings.model_name
+    limits = MonitorSettings(window=args.window, min_requests=args.min_requests, retrain_digits=args.retrain_digits)
+    prefix = args.logs or configs.request_log_prefix(args.output, name)
+    served = traffic.read_traffic(prefix, limit=2 * limits.window)
+    if not len(served) and not served.blank:
+        print(f"digits monitor: no logged requests at {prefix}-*.tfrecord (see docs/monitoring.md)", file=sys.stderr)
+        return 1
+    try:
+        training = traffic_report.training_reference(args.output, name, limits.training_sample)
+    except ReportError as e:
+        print(f"digits monitor: {e}", file=sys.stderr)
+        return 1
+    waiting = len(feedback.pictures(args.feedback, feedback.open_span(args.feedback))) if args.feedback else 0
+    schema = drift.read_schema(args.traffic_schema)
+    watch = monitor.watch(served, training, schema, limits, new_digits=waiting)
+    page = traffic_report.write(watch, args.output, name, args.prometheus_file)
+    print("\n".join(traffic_report.summary_lines(watch)))
+    print(f"report             {page}")
+    if not (args.retrain and watch.retrain):
+        return 0
+    if args.feedback:
+        print(f"Sealed feedback span {feedback.seal(args.feedback)} of {args.feedback}", flush=True)
+    return _cmd_run(args)
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
@@ -162,6 +197,8 @@ def _resolved_settings(args: argparse.Namespace) -> configs.Settings:
         model_name=args.model_name,
         labels_file=args.labels,
         warm_start=args.warm_start,
+        feedback_root=args.feedback,
+        feedback_window=args.feedback_window,
     )
 
 
@@ -187,6 +224,20 @@ def _pipeline_flags() -> argparse.ArgumentParser:
         "--data",
         default=None,
         help="folder with MNIST IDX files, a Kaggle train.csv, or PNGs in digit folders (default: the bundled MNIST)",
+    )
+    shared.add_argument(
+        "--feedback",
+        default=None,
+        metavar="DIR",
+        help="labelled pictures people drew, in spans (span-N/<digit>/*.png): the newest sealed spans are "
+        "trained on beside the data, and ingestion runs every time",
+    )
+    shared.add_argument(
+        "--feedback-window",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"how many of the newest sealed feedback spans to read (default: {configs.FEEDBACK_WINDOW})",
     )
     shared.add_argument("--schema", default=None, help="curated schema the data is validated against (schema.pbtxt)")
     shared.add_argument(
@@ -293,6 +344,45 @@ def parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=_cmd_compile)
 
     _add_serve(commands)
+
+    watch = commands.add_parser(
+        "monitor",
+        parents=[_pipeline_flags()],  # Flags of its own: its --profile defaults to finetune.
+        help="compare served traffic with the training data; say (and with --retrain, start) when to train again",
+        description="Reads the newest window of logged requests (the model config's logging_config), compares "
+        "their picture features with the training digits' and the window before with TFDV's comparators, "
+        "writes a report with the anomalies and Prometheus gauges, and says whether to train again: when "
+        "something moved, or when enough labelled corrections wait in the --feedback folder. --retrain then "
+        "seals the open feedback span and runs the pipeline (the finetune profile unless --profile says "
+        "otherwise) on the data plus the newest feedback spans.",
+    )
+    watch.add_argument("--output", default=configs.OUTPUT_ROOT, help="the pipeline's --output folder")
+    watch.add_argument(
+        "--logs",
+        default=None,
+        metavar="PREFIX",
+        help="the request logs' filename_prefix (default: OUTPUT/request_logs/NAME/requests)",
+    )
+    defaults = MonitorSettings()
+    watch.add_argument("--window", type=int, default=defaults.window, help="requests judged: the newest ones")
+    watch.add_argument(
+        "--min-requests", type=int, default=defaults.min_requests, help="fewer requests in the window are not judged"
+    )
+    watch.add_argument(
+        "--retrain-digits",
+        type=int,
+        default=defaults.retrain_digits,
+        help="labelled corrections waiting in the open feedback span that are worth a run on their own",
+    )
+    watch.add_argument(
+        "--traffic-schema", default=configs.TRAFFIC_SCHEMA_PATH, help="the curated schema of served traffic"
+    )
+    watch.add_argument(
+        "--prometheus-file", default=None, metavar="FILE", help="also write the gauges here (node_exporter textfile)"
+    )
+    watch.add_argument("--retrain", action="store_true", help="start the training run when the monitor says to")
+    watch.add_argument("--no-cache", action="store_true", help="with --retrain: rerun every component")
+    watch.set_defaults(func=_cmd_monitor, profile="finetune")
 
     report = commands.add_parser("report", help="(re)write the report of the newest evaluated run")
     report.add_argument("--output", default=configs.OUTPUT_ROOT, help="the run's --output folder")

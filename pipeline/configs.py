@@ -21,6 +21,8 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = os.path.join(PROJECT_ROOT, "data", "mnist")
 SCHEMA_PATH = os.path.join(PROJECT_ROOT, "schema", "schema.pbtxt")
+TRAFFIC_SCHEMA_PATH = os.path.join(PROJECT_ROOT, "schema", "traffic.pbtxt")
+"""The curated schema of served traffic: its features and their skew and drift thresholds."""
 OUTPUT_ROOT = os.path.join(os.getcwd(), "output")
 """Default for `--output`: pipeline artifacts, ML Metadata and the serving model directory."""
 
@@ -68,6 +70,10 @@ class SplitBuckets:
 
 
 SPLIT_BUCKETS = SplitBuckets()
+
+FEEDBACK_WINDOW = 3
+"""How many of the newest sealed feedback spans a run trains on (`--feedback-window`): older spans drop
+out, so that the corrections a model learns from follow what people draw now."""
 
 MAX_ACCURACY_DROP = 0.0
 """Evaluator: the candidate must not be worse than the served model by more than this."""
@@ -252,9 +258,15 @@ class Settings:
     """The class names, one per line (default: `labels.txt` beside the data, if there is one; else the
     digits 0-9)."""
     warm_start: bool = False
+    feedback_root: Optional[str] = None
+    """Labelled pictures people drew, in sealed spans (`models.feedback`), trained on beside the data
+    (None: none)."""
+    feedback_window: int = FEEDBACK_WINDOW
 
     def __post_init__(self) -> None:
         check_name(self.model_name)
+        if self.feedback_window < 0:
+            raise ValueError(f"feedback window {self.feedback_window}: how many sealed spans to read, 0 or more")
         if self.warm_start and self.trainer.ensemble > 1:
             raise ValueError(f"profile {self.profile.name!r}: an ensemble's CNNs train from scratch, not warm-started")
 
@@ -289,6 +301,8 @@ def settings(
     model_name: Optional[str] = None,
     labels_file: Optional[str] = None,
     warm_start: Optional[bool] = None,
+    feedback_root: Optional[str] = None,
+    feedback_window: Optional[int] = None,
     **trainer_overrides: Any,
 ) -> Settings:
     """The profile named (default: DEFAULT_PROFILE), with every override that is not None (trainer
@@ -305,6 +319,8 @@ def settings(
         model_name=model_name or chosen.model_name,
         labels_file=labels_file or chosen.labels_file,
         warm_start=chosen.warm_start if warm_start is None else warm_start,
+        feedback_root=feedback_root,
+        feedback_window=FEEDBACK_WINDOW if feedback_window is None else feedback_window,
     )
 
 
@@ -314,6 +330,12 @@ def pipeline_root(output_root: str, name: str = PIPELINE_NAME) -> str:
 
 def metadata_path(output_root: str, name: str = PIPELINE_NAME) -> str:
     return os.path.join(output_root, "metadata", name, "metadata.db")
+
+
+def request_log_prefix(output_root: str, model_name: str = PIPELINE_NAME) -> str:
+    """Where `digits monitor` looks for a model's request logs unless told: the `filename_prefix` the
+    docs' model config gives."""
+    return os.path.join(output_root, "request_logs", model_name, "requests")
 
 
 def serving_model_dir(output_root: str, model_name: str = PIPELINE_NAME) -> str:
@@ -345,6 +367,8 @@ class PipelineValues(TypedDict):
     beam_pipeline_args: List[str]
     canary: CanarySettings
     warm_start: bool
+    feedback_base: Optional[str]
+    feedback_window: int
 
 
 def tf_file_exists(path: str) -> bool:
@@ -381,4 +405,6 @@ def pipeline_values(settings: Settings, data_root: str) -> PipelineValues:
         "beam_pipeline_args": list(settings.beam_args),
         "canary": CANARY,
         "warm_start": settings.warm_start,
+        "feedback_base": settings.feedback_root,
+        "feedback_window": settings.feedback_window,
     }

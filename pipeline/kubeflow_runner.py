@@ -17,9 +17,9 @@ schema 2.1.0, and then adjusted for what the orchestrator runs (docs/kubeflow.md
 - `vertex` (Vertex AI Pipelines): the PipelineJob JSON, driver included; `gs://` roots only.
 
 Every task carries CPU and memory requests and limits (`configs.KUBEFLOW_RESOURCES`), in the fields
-both KFP 2.2 (numbers) and 2.5 (strings) read. The ALWAYS_RUN tasks (the served baseline, the anomaly
-gate) are never cached, as locally. No metadata connection is compiled in: the orchestrator provides
-its own.
+both KFP 2.2 (numbers) and 2.5 (strings) read. The tasks `always_run` names (the served baseline, the
+anomaly gate, and ingestion when it reads a feedback root) are never cached, as locally. No metadata
+connection is compiled in: the orchestrator provides its own.
 """
 
 import json
@@ -35,7 +35,7 @@ from tfx import v1 as tfx
 
 from components.digit_example_gen import component as example_gen
 from pipeline import configs
-from pipeline.pipeline import ALWAYS_RUN, create_pipeline
+from pipeline.pipeline import always_run, create_pipeline
 
 KUBEFLOW, VERTEX = configs.KUBEFLOW_TARGETS
 INGESTION = "DigitExampleGen"
@@ -134,7 +134,7 @@ def resources(task: str) -> Dict[str, Any]:
 def adjust_for(target: str, spec: Dict[str, Any]) -> Dict[str, Any]:
     """What `target` can run, out of the PipelineSpec TFX compiled (changed in place, and returned)."""
     tasks = spec["root"]["dag"]["tasks"]
-    uncached = list(ALWAYS_RUN)
+    uncached = [name for name, task in tasks.items() if always_run(name, task.get("inputs", {}).get("parameters", {}))]
     if target == KUBEFLOW:
         _executor(spec, INGESTION)["container"].pop("lifecycle", None)
         uncached.append(INGESTION)

@@ -20,7 +20,7 @@ from tfx import v1 as tfx
 from tfx.proto.orchestration import pipeline_pb2
 
 from pipeline import configs
-from pipeline.pipeline import ALWAYS_RUN, create_pipeline
+from pipeline.pipeline import always_run, create_pipeline
 
 
 def build(settings: configs.Settings, output_root: str, enable_cache: bool = True) -> tfx.dsl.Pipeline:
@@ -41,15 +41,17 @@ def build(settings: configs.Settings, output_root: str, enable_cache: bool = Tru
 
 
 class LocalDagRunner(tfx.orchestration.LocalDagRunner):
-    """TFX's LocalDagRunner, with caching off for the ALWAYS_RUN nodes: TFX sets caching for a whole
-    pipeline, and its launcher honours it per node. (`run` stays TFX's own, which TFX's CLI intercepts.)"""
+    """TFX's LocalDagRunner, with caching off for the nodes `always_run` names: TFX sets caching for a
+    whole pipeline, and its launcher honours it per node. (`run` stays TFX's own, which TFX's CLI
+    intercepts.)"""
 
     def run_with_ir(
         self, pipeline: pipeline_pb2.Pipeline, run_options: Optional[pipeline_pb2.RunOptions] = None
     ) -> None:
         for node in pipeline.nodes:
-            if node.pipeline_node.node_info.id in ALWAYS_RUN:
-                node.pipeline_node.execution_options.caching_options.enable_cache = False
+            compiled = node.pipeline_node
+            if always_run(compiled.node_info.id, compiled.parameters.parameters):
+                compiled.execution_options.caching_options.enable_cache = False
         super().run_with_ir(pipeline, run_options)
 
 

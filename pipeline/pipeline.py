@@ -1,7 +1,7 @@
 """The digits TFX pipeline: wiring of the components, and nothing else. Knobs live in configs.py."""
 
 import json
-from typing import Dict, List, Optional
+from typing import Collection, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
@@ -13,15 +13,23 @@ from components.baseline import BaselineAwareEvaluator, ServedBaseline
 from components.canary import ServingCanary
 from components.digit_example_gen import DigitExampleGen, detect_input_config
 from components.digit_example_gen.component import has_unlabeled
+from components.digit_example_gen.executor import FEEDBACK_BASE_KEY
 from components.kaggle_submission import KaggleSubmission
 from components.model_card import ModelCard
 from models import features
 from models.config import TrainerConfig
-from pipeline.configs import CanarySettings, SplitBuckets
+from pipeline.configs import FEEDBACK_WINDOW, CanarySettings, SplitBuckets
 
 ALWAYS_RUN = ("ServedBaseline", "AnomalyGate")
 """Nodes that read state outside their inputs (the served model, the last validated statistics): a
 cached result would be stale, so every runner runs them every time."""
+
+
+def always_run(node_id: str, parameters: Collection[str]) -> bool:
+    """Whether every runner runs a node every time, by its id and the names of its compiled parameters:
+    the ALWAYS_RUN nodes, and ingestion when it reads a feedback root. TFX fingerprints only the files
+    under `input_base`, so a newly sealed feedback span would otherwise be a cache hit."""
+    return node_id in ALWAYS_RUN or FEEDBACK_BASE_KEY in parameters
 
 
 def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
@@ -75,12 +83,14 @@ def create_pipeline(
     canary: CanarySettings,
     warm_start: bool,
     input_config: Optional[example_gen_pb2.Input] = None,
+    feedback_base: Optional[str] = None,
+    feedback_window: int = FEEDBACK_WINDOW,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
-    """Ingest -> statistics -> validate against the curated schema and the last validated data ->
-    transform -> train -> evaluate against the bar and the served model, and serve it in a canary ->
-    push if both blessed it."""
+    """Ingest (with the newest `feedback_window` sealed spans of `feedback_base`, if given) -> statistics
+    -> validate against the curated schema and the last validated data -> transform -> train -> evaluate
+    against the bar and the served model, and serve it in a canary -> push if both blessed it."""
     input_config = input_config or detect_input_config(data_root)
     example_gen = DigitExampleGen(
         input_base=data_root,
@@ -89,6 +99,8 @@ def create_pipeline(
         test_buckets=split_buckets.test,
         total_buckets=split_buckets.total,
         record_limits=record_limits,
+        feedback_base=feedback_base,
+        feedback_window=feedback_window,
     )
     curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_path)
     schema = curated_schema.outputs["schema"]

@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 
 from components.artifacts import Submission
 from components.canary import PROPERTY_SUFFIX, REASON, p99_line
+from components.digit_example_gen.executor import FEEDBACK_DIGITS, FEEDBACK_SPANS, span_ranges
 from components.kaggle_submission import SUBMISSION_FILE, WRITTEN
 from components.model_card import CARD_JSON
 
@@ -45,6 +46,9 @@ class RunSummary:
     canary_passed: Optional[bool] = None
     canary: Optional[str] = None
     """What the serving canary found: how fast the candidate served, or why it was refused."""
+    feedback: Optional[str] = None
+    """The feedback spans the run's data holds, e.g. "spans 3-5 (120 digits)" (None: it read no feedback
+    root)."""
     report: Optional[str] = None
     component_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -60,6 +64,8 @@ class RunSummary:
             f"evaluation (TFMA)  {self.evaluation_uri}",
             f"training logs      {self.trainer_logs}  (TensorBoard, metrics.csv)",
         ]
+        if self.feedback:
+            out.append(f"feedback           {self.feedback}")
         if self.model_card:
             out.append(f"model card         {self.model_card.removesuffix('.json')}.md")
         if self.submission:
@@ -107,6 +113,18 @@ def describe_canary(blessing: metadata_store_pb2.Artifact) -> Tuple[bool, str]:
     return True, f"passed: AVAILABLE after {props['start_seconds'].double_value:.1f} s; one digit p99 {latency}"
 
 
+def describe_feedback(examples: metadata_store_pb2.Artifact) -> Optional[str]:
+    """Which feedback spans DigitExampleGen read into these Examples, and how many digits (None: it was
+    given no feedback root)."""
+    props = examples.custom_properties
+    if FEEDBACK_SPANS not in props:
+        return None
+    spans = [int(span) for span in props[FEEDBACK_SPANS].string_value.split(",") if span]
+    if not spans:
+        return "no sealed span"
+    return f"spans {span_ranges(spans)} ({props[FEEDBACK_DIGITS].int_value:,} digits)"
+
+
 def _summarise(store: mlmd.MetadataStore, run: metadata_store_pb2.Context) -> RunSummary:
     type_names = {t.id: t.name for t in store.get_artifact_types()}
     executions = store.get_executions_by_context(run.id)
@@ -132,6 +150,8 @@ def _summarise(store: mlmd.MetadataStore, run: metadata_store_pb2.Context) -> Ru
         summary.run_seconds = (max(e.last_update_time_since_epoch for e in executions) - start) / 1000.0
     uri = {name: artifact.uri for name, artifact in latest.items()}
     summary.examples_uri = uri.get("Examples")
+    if "Examples" in latest:
+        summary.feedback = describe_feedback(latest["Examples"])
     summary.statistics_uri = uri.get("ExampleStatistics")
     summary.transform_graph_uri = uri.get("TransformGraph")
     summary.model_uri = uri.get("Model")

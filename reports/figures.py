@@ -1,5 +1,6 @@
 """The report's pictures (PNG, matplotlib without a display), kept small enough to commit."""
 
+import time
 from typing import Dict, List, Sequence, Tuple
 
 import matplotlib
@@ -164,4 +165,62 @@ def label_distribution(counts: Dict[str, np.ndarray], path: str, names: Sequence
     ax.set_ylabel("share of split")
     ax.legend(fontsize=8, ncol=len(counts), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def feature_histograms(
+    served: Dict[str, np.ndarray], training: Dict[str, np.ndarray], titles: Dict[str, str], path: str
+) -> str:
+    """Each feature's distribution in a window of served requests over the training data's, as shares
+    on shared bins, so that a shift shows as two shapes apart."""
+    names = [name for name in titles if name in served and name in training]
+    columns = 3
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(11, rows * 2.4), squeeze=False)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        both = np.concatenate([served[name], training[name]]).astype(np.float64)
+        bins = np.histogram_bin_edges(both, bins=min(30, max(len(np.unique(both)), 2)))
+        for values, label in (
+            (training[name], f"training ({len(training[name]):,})"),
+            (served[name], f"served ({len(served[name]):,})"),
+        ):
+            weights = np.full(len(values), 1.0 / max(len(values), 1))
+            ax.hist(values, bins=bins, weights=weights, histtype="step", linewidth=1.5, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confidence_over_time(times: np.ndarray, confidence: np.ndarray, path: str) -> str:
+    """The model's confidence in its answers, per log file (the requests begun together): the median
+    and the share of answers below 90%, which rises when the model meets pictures unlike its training."""
+    starts = np.unique(times)
+    labels = [time.strftime("%m-%d %H:%M", time.gmtime(t)) for t in starts]
+    median = [float(np.median(confidence[times == t])) for t in starts]
+    unsure = [float(np.mean(confidence[times == t] < 0.9)) for t in starts]
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot(labels, median, "o-", label="median confidence")
+    ax.plot(labels, unsure, "s--", label="share below 90%")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("requests logged from (UTC)")
+    ax.tick_params(axis="x", labelsize=7, rotation=30)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def digit_grid(pixels: np.ndarray, titles: Sequence[str], path: str, columns: int = 10) -> str:
+    """Pictures with a caption each, in rows of `columns`."""
+    rows = max(1, -(-len(pixels) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.35), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, picture, title in zip(axes.flat, pixels, titles):
+        ax.axis("on")
+        _digit_axes(ax, picture, title)
     return _save(fig, path)

@@ -39,6 +39,24 @@ LATEST = "latest"
 """`<output>/reports/<name>/latest`: a link to the newest report of a pipeline."""
 
 
+PAGE_STYLE = """<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+.cards { display: flex; flex-wrap: wrap; gap: 1em; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: .6em 1em; min-width: 9em; }
+.card b { display: block; font-size: 1.5em; }
+table { border-collapse: collapse; margin: .5em 0; }
+td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
+img { max-width: 100%; } code { font-size: .85em; } .note { color: #666; font-size: .9em; }
+.over { color: firebrick; font-weight: bold; }
+</style>"""
+"""The reports' pages share one look."""
+
+
+def cards_html(cards: Sequence[Tuple[str, str]]) -> str:
+    """Headline figures as a row of cards."""
+    return "".join(f'<div class="card">{html.escape(k)}<b>{html.escape(v)}</b></div>' for k, v in cards)
+
+
 class ReportError(RuntimeError):
     """The run lacks what a report is made of (for example, it stopped before the Evaluator)."""
 
@@ -119,7 +137,7 @@ def _write_csv(path: str, header: List[str], rows: List[list]) -> None:
         out.writerows(rows)
 
 
-def _move_into_place(staging: str, final: str) -> None:
+def move_into_place(staging: str, final: str) -> None:
     """Swaps the finished report in; an older report of the same run is removed only afterwards."""
     old = None
     if os.path.exists(final):
@@ -150,7 +168,7 @@ def write_report(output_root: str, run: Optional[summary.RunSummary] = None, nam
     os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the report from other users of a shared output.
     try:
         _write_contents(evaluated, staging)
-        _move_into_place(staging, final)
+        move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -297,17 +315,9 @@ def _html(
     created = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>digits run {e(evaluated.run_id)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-.cards {{ display: flex; flex-wrap: wrap; gap: 1em; }}
-.card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6em 1em; min-width: 9em; }}
-.card b {{ display: block; font-size: 1.5em; }}
-table {{ border-collapse: collapse; margin: .5em 0; }}
-td, th {{ border: 1px solid #ddd; padding: 2px 8px; text-align: right; }}
-img {{ max-width: 100%; }} code {{ font-size: .85em; }} .note {{ color: #666; font-size: .9em; }}
-</style></head><body>
+{PAGE_STYLE}</head><body>
 <h1>Digits pipeline run <code>{e(evaluated.run_id)}</code></h1>
-<div class="cards">{"".join(f'<div class="card">{e(k)}<b>{e(v)}</b></div>' for k, v in cards)}</div>
+<div class="cards">{cards_html(cards)}</div>
 <p class="note">Test split: {int(counts[features.TEST_SPLIT].sum()):,} digits; accuracy recomputed here from the
 exported model's <code>{features.IMAGES_SIGNATURE}</code> signature: {_percent(recomputed)}.
 Model <code>{e(evaluated.model_uri)}</code>; TFMA output <code>{e(evaluated.evaluation_uri)}</code>; report written
@@ -337,6 +347,7 @@ gRPC): {e(run.canary or "not run")}.</p>
 <p class="note">The first 8 channels of the last convolution of each block, for a few test digits.</p>
 <h2>Data</h2>
 <table><tr><th>split</th><th>total</th>{classes_header}</tr>{split_rows}</table>
+{f'<p class="note">Corrected digits among the training files: feedback {e(run.feedback)}.</p>' if run.feedback else ""}
 <img src="label_distribution.png" alt="label distribution">
 <h3>Sample training digits per class</h3><img src="samples_per_class.png" alt="sample digits">
 </body></html>

@@ -43,12 +43,27 @@ class VersionPolicy:
         return newest_first[: max(self.latest or 1, 1)]
 
 
+LOG_COLLECTOR_TYPES = ("", "tfrecord")
+"""`log_collector_config.type`s this server writes (both as TFRecord files of PredictionLog): TF Serving
+leaves log collectors to plugins registered by type and ships none."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLogging:
+    """TF Serving's `ModelConfig.logging_config`: each request sampled at `sampling_rate` is written,
+    with its answer, as a `PredictionLog` to files named from `filename_prefix`."""
+
+    filename_prefix: str
+    sampling_rate: float
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     name: str
     base_path: str
     policy: VersionPolicy = VersionPolicy()
     labels: Tuple[Tuple[str, int], ...] = ()
+    logging: Optional[RequestLogging] = None
 
     @property
     def label_map(self) -> Dict[str, int]:
@@ -221,6 +236,26 @@ class ServerOptions:
     load_retry_interval_micros: int = dataclasses.field(
         default=60_000_000, metadata=flag("wait between those tries, in microseconds")
     )
+    request_log_file_bytes: int = dataclasses.field(
+        default=64 * 1024 * 1024, metadata=flag("a request log file is closed and a new one begun at this size")
+    )
+    request_log_file_seconds: float = dataclasses.field(
+        default=300.0, metadata=flag("... or at this age, so that readers see recent requests")
+    )
+    request_log_max_bytes: int = dataclasses.field(
+        default=1024 * 1024 * 1024,
+        metadata=flag("disk a model's request logs may use: the oldest closed files are deleted beyond it"),
+    )
+    feedback_dir: Optional[str] = dataclasses.field(
+        default=None,
+        metadata=flag(
+            "keep the digits people label on the drawing page (the digit they meant) here, in spans of a "
+            "feedback dataset the pipeline trains on (without it, the page asks nothing)"
+        ),
+    )
+    request_log_queue: int = 10_000
+    """Sampled requests waiting for the log writer; beyond it they are dropped (and counted), so that a
+    slow disk never slows a request."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest REST body: 1,024 images of 784 pixels as JSON need about 3.5 MB."""
     max_batch_per_request: int = 1024
@@ -360,6 +395,7 @@ def models_from_proto(config: model_server_config_pb2.ModelServerConfig, source:
             raise ConfigError(f"{source}: model {entry.name}: platform {entry.model_platform!r} is not served here")
         policy = entry.model_version_policy
         kind = policy.WhichOneof("policy_choice")
+        logging = request_logging(entry, source) if entry.HasField("logging_config") else None
         models.append(
             ModelConfig(
                 name=entry.name,
@@ -370,9 +406,27 @@ def models_from_proto(config: model_server_config_pb2.ModelServerConfig, source:
                     all=kind == "all",
                 ),
                 labels=tuple(sorted(entry.version_labels.items())),
+                logging=logging,
             )
         )
     return tuple(models)
+
+
+def request_logging(entry: model_server_config_pb2.ModelConfig, source: str) -> RequestLogging:
+    """A model's `logging_config`, checked: a known collector type, a file prefix, a rate in [0, 1]."""
+    collector = entry.logging_config.log_collector_config
+    rate = entry.logging_config.sampling_config.sampling_rate
+    where = f"{source}: model {entry.name}: logging_config"
+    if collector.type not in LOG_COLLECTOR_TYPES:
+        raise ConfigError(
+            f"{where}: no log collector of type {collector.type!r}; this server writes TFRecord files "
+            f"(type {' or '.join(repr(t) for t in LOG_COLLECTOR_TYPES)})"
+        )
+    if not collector.filename_prefix:
+        raise ConfigError(f"{where}: log_collector_config has no filename_prefix")
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{where}: sampling_rate {rate} is outside [0, 1]")
+    return RequestLogging(os.path.abspath(collector.filename_prefix), rate)
 
 
 _F = descriptor_pb2.FieldDescriptorProto

@@ -8,17 +8,19 @@ predictions (each front end writes them its own way).
 
 import concurrent.futures
 import dataclasses
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
+import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, get_model_status_pb2, status_pb2
 
-from models import features
+from models import features, feedback, preprocessing
 from serving import inputs
 from serving.batching import BatchScheduler, DirectRunner
 from serving.config import ServerOptions
-from serving.errors import DeadlineExceeded
+from serving.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from serving.model_store import ServerCore
+from serving.request_log import CLASSIFY, PREDICT, REGRESS, Entry, RequestLogger
 from serving.servable import Servable, Signature
 
 Arrays = Dict[str, np.ndarray]
@@ -45,12 +47,13 @@ _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].en
 
 
 class DataPlane:
-    def __init__(self, core: ServerCore, options: ServerOptions):
+    def __init__(self, core: ServerCore, options: ServerOptions, on_log_drop: Callable[[str], None]):
         self.core = core
         self.options = options
         self.runner: Union[BatchScheduler, DirectRunner] = (
             BatchScheduler(options.batching) if options.enable_batching else DirectRunner(options.rest_api_num_threads)
         )
+        self.request_log = RequestLogger(options, on_log_drop)
 
     def servable(self, ref: ModelRef) -> Servable:
         return self.core.store(ref.name).servable(ref.version, ref.label)
@@ -70,27 +73,46 @@ class DataPlane:
 
     def predict(self, servable: Servable, signature: Signature, arrays: Arrays) -> "concurrent.futures.Future[Arrays]":
         """The signature's outputs for checked inputs (`serving.inputs`), batched if batching is on."""
+        return self._run(PREDICT, servable, signature, arrays, arrays)
+
+    def _run(
+        self, kind: str, servable: Servable, signature: Signature, arrays: Arrays, request: Union[Arrays, List[bytes]]
+    ) -> "concurrent.futures.Future[Arrays]":
+        """Runs the signature; a request sampled by its model's `logging_config` is logged once answered."""
         inputs.check_names(arrays, signature.inputs)
-        size = inputs.batch_size(arrays)
-        return self.runner.submit(servable, signature, arrays, size)
+        future = self.runner.submit(servable, signature, arrays, inputs.batch_size(arrays))
+        config = self.core.request_logging(servable.model_name)
+        if RequestLogger.sampled(config):
+            assert config is not None
+
+            def log(done: "concurrent.futures.Future[Arrays]") -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self.request_log.add(
+                        Entry(
+                            kind, servable.model_name, servable.version, signature.name, config, request, done.result()
+                        )
+                    )
+
+            future.add_done_callback(log)
+        return future
 
     def classify(
         self, servable: Servable, signature_name: Optional[str], examples: List[bytes]
     ) -> "concurrent.futures.Future[Arrays]":
-        return self._on_examples(servable, servable.classification_signature(signature_name), examples)
+        return self._on_examples(CLASSIFY, servable, servable.classification_signature(signature_name), examples)
 
     def regress(
         self, servable: Servable, signature_name: Optional[str], examples: List[bytes]
     ) -> "concurrent.futures.Future[Arrays]":
-        return self._on_examples(servable, servable.regression_signature(signature_name), examples)
+        return self._on_examples(REGRESS, servable, servable.regression_signature(signature_name), examples)
 
     def _on_examples(
-        self, servable: Servable, signature: Signature, examples: List[bytes]
+        self, kind: str, servable: Servable, signature: Signature, examples: List[bytes]
     ) -> "concurrent.futures.Future[Arrays]":
         """Classify and Regress: serialized tf.Examples into the signature's one input, `inputs`."""
         spec = signature.inputs[features.CLASSIFY_INPUT]
         array = inputs.from_values(features.CLASSIFY_INPUT, examples, spec, self.options.max_batch_per_request)
-        return self.predict(servable, signature, {features.CLASSIFY_INPUT: array})
+        return self._run(kind, servable, signature, {features.CLASSIFY_INPUT: array}, examples)
 
     def wait(self, future: "concurrent.futures.Future[Arrays]", seconds: Optional[float]) -> Arrays:
         """A blocking caller's wait (gRPC), with the request's deadline."""
@@ -100,8 +122,27 @@ class DataPlane:
             future.cancel()
             raise DeadlineExceeded("Deadline Exceeded: the model did not answer in time") from None
 
+    def store_feedback(self, picture: bytes, label: int) -> str:
+        """Keeps a picture a person labelled (the digit they meant) in the open span of the feedback
+        dataset; where it was stored."""
+        if not self.options.feedback_dir:
+            raise NotFound("Feedback is off: start the server with --feedback_dir")
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < features.NUM_CLASSES:
+            raise InvalidArgument(f"label: expected a class 0-{features.NUM_CLASSES - 1}, got {label!r}")
+        try:  # Read as ingestion will read it: a picture it would refuse is refused now, not in training.
+            _, found = preprocessing.decode_image(tf.constant(picture))
+        except (tf.errors.InvalidArgumentError, ValueError):
+            raise InvalidArgument("picture: not a PNG, JPEG, GIF or BMP picture") from None
+        if not found:
+            raise InvalidArgument("picture: no digit found in it (a blank or nearly blank picture)")
+        try:
+            return feedback.add(self.options.feedback_dir, picture, label)
+        except OSError as e:
+            raise Unavailable(f"The picture could not be stored ({e.strerror or e}); nothing was kept") from None
+
     def stop(self) -> None:
         self.runner.stop()
+        self.request_log.stop()
 
 
 def metadata_response(servable: Servable) -> get_model_metadata_pb2.GetModelMetadataResponse:

@@ -12,12 +12,14 @@ import threading
 from typing import Dict, Iterator, Tuple
 
 import grpc
-from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+REQUEST_LOG_DROPPED = "digits_serving_request_log_dropped"
+"""Sampled requests not logged because the log writer was behind (TF Serving has no such metric)."""
 LATENCY_BUCKETS_MICROS = tuple(float(f"{10 * 1.8**i:.6g}") for i in range(33))
 """TF Serving's `Exponential(10, 1.8, 33)` bucket limits (10 µs to about 25 minutes)."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,6 +56,16 @@ class Metrics:
             buckets=LATENCY_BUCKETS_MICROS,
             registry=self.registry,
         )
+
+        self._log_dropped = Counter(
+            REQUEST_LOG_DROPPED,
+            "Sampled requests not logged because the request log writer was behind.",
+            ["model_name"],
+            registry=self.registry,
+        )
+
+    def request_log_dropped(self, model_name: str) -> None:
+        self._log_dropped.labels(model_name).inc()
 
     def record(self, model_name: str, api: str, entrypoint: str, code: grpc.StatusCode, seconds: float) -> None:
         """One request: `api` as TF Serving names it (REST: predict/classify/regress/""; gRPC: Predict...),

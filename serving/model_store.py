@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from serving import servable as servables
 from serving import tflite
-from serving.config import ModelConfig, ServerOptions, read_model_config
+from serving.config import ModelConfig, RequestLogging, ServerOptions, read_model_config
 from serving.errors import FailedPrecondition, InvalidArgument, NotFound
 from serving.servable import SAVED_MODEL_FILE, Servable
 
@@ -258,6 +258,11 @@ class ServerCore:
     @property
     def model_names(self) -> List[str]:
         return sorted(self._stores)
+
+    def request_logging(self, name: str) -> Optional[RequestLogging]:
+        """The model's `logging_config` (None once the model is no longer configured)."""
+        store = self._stores.get(name)
+        return store.config.logging if store else None
 
     def reload_config(self, models: Tuple[ModelConfig, ...]) -> None:
         """Serves exactly these models: new ones are loaded, removed ones unloaded, changed policies

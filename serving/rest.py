@@ -8,6 +8,7 @@
     GET  /monitoring/prometheus/metrics                          Prometheus, TF Serving's metric names
     GET  /docs, /openapi.json                                    this API, described (offline Swagger UI)
     GET  /                                                       the drawing page
+    POST /feedback                 {"picture": {"b64": ...}, "label": 7}: a labelled drawing (--feedback_dir)
 
 Every error is `{"error": "..."}` with TF Serving's status mapping (`serving.errors`): any other /v1/
 path or method is `400 Malformed request: <METHOD> <path>`, as TF Serving answers; other paths are 404.
@@ -16,6 +17,7 @@ Bodies are read with a size limit and a time limit, and large ones are parsed of
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
@@ -292,6 +294,13 @@ def make_app(
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon-32x32.png",
         )
+
+    @app.post("/feedback", tags=["feedback"], summary="Keep a labelled drawing for training", responses=ERROR_RESPONSES)
+    async def store_feedback(request: Request) -> Response:
+        body = await _read_body(request, options)
+        picture, label = rest_codec.feedback_request(rest_codec.parse_body(body))
+        stored = await asyncio.to_thread(dataplane.store_feedback, picture, label)
+        return answer(rest_codec.dumps({"stored": os.path.basename(stored), "label": label}))
 
     if page is not None:
 

@@ -53,6 +53,16 @@ def _parse_lenient(body: bytes) -> Any:
         raise InvalidArgument("JSON Parse error: the document is nested too deeply") from None
 
 
+def feedback_request(document: Dict[str, Any]) -> Tuple[bytes, Any]:
+    """`{"picture": {"b64": ...}, "label": 7}` -> the picture's bytes and the label (checked by the data plane)."""
+    missing = [key for key in ("picture", "label") if key not in document]
+    if missing:
+        raise InvalidArgument(f'Missing \'{missing[0]}\': send {{"picture": {{"b64": "<PNG>"}}, "label": <digit>}}')
+    if not isinstance(document["picture"], dict):
+        raise InvalidArgument(f'picture: expected {{"b64": "..."}}, got {_excerpt(document["picture"])}')
+    return _b64(document["picture"], "picture"), document["label"]
+
+
 def _excerpt(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) < 256 else text[:253] + "..."

@@ -88,7 +88,7 @@ class ModelServer:
         self.options = options
         self.metrics = Metrics()
         self.core = ServerCore(options, load_servable(options))
-        self.dataplane = DataPlane(self.core, options)
+        self.dataplane = DataPlane(self.core, options, self.metrics.request_log_dropped)
         self._http: Optional[uvicorn.Server] = None
         self._sockets: List[socket.socket] = []
         self._thread: Optional[threading.Thread] = None
@@ -110,7 +110,8 @@ class ModelServer:
 
     def _page(self) -> bytes:
         """The drawing page for the first model, labelled with the class names of its newest version
-        (read at each visit: a new version may name its classes differently)."""
+        (read at each visit: a new version may name its classes differently); it asks for the digit a
+        person meant when the server keeps feedback."""
         with open(STATIC_PAGE, "rb") as f:
             page = f.read()
         names = self.core.model_names
@@ -119,8 +120,10 @@ class ModelServer:
             classes = self.dataplane.servable(ModelRef(model)).class_names
         except ServingError:
             classes = None
-        return page.replace(b"__MODEL_NAME__", _script_json(model)).replace(
-            b"__CLASS_NAMES__", _script_json(list(classes or features.CLASS_LABELS))
+        return (
+            page.replace(b"__MODEL_NAME__", _script_json(model))
+            .replace(b"__CLASS_NAMES__", _script_json(list(classes or features.CLASS_LABELS)))
+            .replace(b"__FEEDBACK__", _script_json(bool(self.options.feedback_dir)))
         )
 
     def start(self) -> "ModelServer":

@@ -1,34 +1,51 @@
 """DigitExampleGen under TFX (LocalDagRunner) on small data: splits, labels, record limits,
-determinism, bad input."""
+determinism, bad input, feedback spans."""
 
 import collections
 import glob
+import itertools
+import json
 import os
+import re
 import shutil
 from typing import Dict, List, Optional
 
+import ml_metadata as mlmd
 import numpy as np
 import pytest
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.dsl.compiler import compiler
 
-from components.digit_example_gen import DigitExampleGen, component
+from components.digit_example_gen import DigitExampleGen, component, executor, readers
 from components.digit_example_gen.readers import DigitDataError
-from models import features
-from pipeline import configs
+from models import features, feedback
+from pipeline import configs, kubeflow_runner, local_runner, summary
+from pipeline.pipeline import ALWAYS_RUN, always_run
 from tests import support
 
 LIMITS = {features.TRAIN_SPLIT: 1200, features.TEST_SPLIT: 300}
 
 
 def run_example_gen(
-    data_root: str, root: str, record_limits: Optional[Dict[str, int]] = None
+    data_root: str,
+    root: str,
+    record_limits: Optional[Dict[str, int]] = None,
+    feedback_base: Optional[str] = None,
+    feedback_window: Optional[int] = None,
 ) -> Dict[str, List[bytes]]:
     """Runs a one-component pipeline; returns the serialized examples of each split."""
+    example_gen = DigitExampleGen(
+        input_base=data_root,
+        record_limits=record_limits,
+        feedback_base=feedback_base,
+        feedback_window=feedback_window,
+    )
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="examplegen-test",
         pipeline_root=os.path.join(root, "pipeline"),
-        components=[DigitExampleGen(input_base=data_root, record_limits=record_limits)],
+        components=[example_gen],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(root, "metadata.db")
         ),
@@ -126,3 +143,140 @@ def test_checksum_mismatch_is_refused(tmp_path):
         f.write(b"\0")
     with pytest.raises(Exception, match=r"t10k-labels-idx1-ubyte.gz: SHA-256 .* does not match SHA256SUMS"):
         run_example_gen(str(data), str(tmp_path / "run"), LIMITS)
+
+
+def examples_artifact(root: str) -> metadata_store_pb2.Artifact:
+    """The Examples a one-component run of `run_example_gen` recorded in its ML Metadata store."""
+    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(os.path.join(root, "metadata.db"))
+    (examples,) = mlmd.MetadataStore(config).get_artifacts_by_type("Examples")
+    return examples
+
+
+def small_idx(folder: str) -> str:
+    """48 training and 12 test digits, random, as MNIST IDX files."""
+    images, labels = support.random_digits(60)
+    support.write_idx(folder, "train", images[:48], labels[:48])
+    support.write_idx(folder, "t10k", images[48:], labels[48:])
+    return folder
+
+
+def fill_spans(root: str, sealed: int, open_pictures: int = 0) -> Dict[int, List[bytes]]:
+    """Spans 1..`sealed`, sealed, span k holding k + 1 random pictures of the digit k (then an open span
+    of `open_pictures` of the digit 9); each span's Examples, as DigitExampleGen would write them."""
+    written: Dict[int, List[bytes]] = collections.defaultdict(list)
+    counts = [(span, span % 10, span + 1) for span in range(1, sealed + 1)] + [(sealed + 1, 9, open_pictures)]
+    for span, label, count in counts:
+        images, _ = support.random_digits(count, seed=span)
+        images[:, [0, -1], :] = 0  # Dark border: MNIST polarity, kept as it is.
+        images[:, :, [0, -1]] = 0
+        for image in images:
+            picture = support.png_bytes(image)
+            path = feedback.add(root, picture, label)
+            written[span].append(executor.to_example((path, readers.decode_image(picture, path), label)))
+        if span <= sealed:
+            assert feedback.seal(root) == span
+    return written
+
+
+def split_of(record: bytes) -> str:
+    """The split DigitExampleGen's default hash partition (11 of 12 buckets to train, 1 to eval) puts a
+    training record of a dataset with test files in."""
+    return [features.TRAIN_SPLIT, features.EVAL_SPLIT][executor.hash_partition(record, 2, [11, 12])]
+
+
+@pytest.mark.component
+def test_feedback_window_joins_the_training_files_before_the_partition(tmp_path):
+    """Sealed spans 1-4 and an open span 5, window 2: the base digits and exactly spans 3-4's pictures,
+    each in the split the hash partition gives it, and the Examples say which spans."""
+    root = str(tmp_path / "feedback")
+    written = fill_spans(root, sealed=4, open_pictures=6)
+    splits = run_example_gen(small_idx(str(tmp_path / "data")), str(tmp_path / "run"), None, root, 2)
+    assert sorted(splits) == sorted(features.SPLITS) and len(splits[features.TEST_SPLIT]) == 12
+    training = splits[features.TRAIN_SPLIT] + splits[features.EVAL_SPLIT]
+    corrections = written[3] + written[4]
+    assert len(training) == 48 + len(corrections) == 48 + 9
+    assert collections.Counter(training) & collections.Counter(corrections) == collections.Counter(corrections)
+    unread = set(itertools.chain(written[1], written[2], written[5]))
+    assert len(unread) == 2 + 3 + 6 and not unread & set(training)
+    base_labels = collections.Counter(support.random_digits(48)[1].tolist())
+    assert labels_of(training) == base_labels + collections.Counter({3: 4, 4: 5})
+    for record in corrections:
+        assert record in splits[split_of(record)]
+    examples = examples_artifact(str(tmp_path / "run"))
+    assert examples.custom_properties[executor.FEEDBACK_SPANS].string_value == "3,4"
+    assert examples.custom_properties[executor.FEEDBACK_DIGITS].int_value == 9
+    assert summary.describe_feedback(examples) == "spans 3-4 (9 digits)"
+
+
+@pytest.mark.component
+def test_feedback_without_a_sealed_span_changes_nothing(tmp_path):
+    data = small_idx(str(tmp_path / "data"))
+    root = str(tmp_path / "feedback")
+    fill_spans(root, sealed=0, open_pictures=5)
+    plain = run_example_gen(data, str(tmp_path / "plain"))
+    with_feedback = run_example_gen(data, str(tmp_path / "run"), None, root, configs.FEEDBACK_WINDOW)
+    assert sorted(with_feedback) == sorted(plain) == sorted(features.SPLITS)
+    for split in features.SPLITS:
+        assert sorted(with_feedback[split]) == sorted(plain[split]), split
+    examples = examples_artifact(str(tmp_path / "run"))
+    assert examples.custom_properties[executor.FEEDBACK_SPANS].string_value == ""
+    assert summary.describe_feedback(examples) == "no sealed span"
+    assert summary.describe_feedback(examples_artifact(str(tmp_path / "plain"))) is None
+
+
+@pytest.mark.component
+def test_an_unreadable_feedback_picture_fails_by_name(tmp_path):
+    root = str(tmp_path / "feedback")
+    fill_spans(root, sealed=1)
+    broken = feedback.add(root, b"not a picture", 7)
+    feedback.seal(root)
+    # Beam re-raises what a worker raised as a RuntimeError that names it.
+    with pytest.raises(Exception, match=rf"DigitDataError: {re.escape(broken)}: unreadable image"):
+        run_example_gen(small_idx(str(tmp_path / "data")), str(tmp_path / "run"), None, root, 2)
+
+
+def test_the_feedback_window_is_the_newest_sealed_spans_read_when_ingestion_starts(tmp_path):
+    root = str(tmp_path / "feedback")
+    assert executor.feedback_window({}) is None
+    empty = executor.feedback_window({executor.FEEDBACK_BASE_KEY: root, executor.FEEDBACK_WINDOW_KEY: 3})
+    assert empty == executor.FeedbackWindow(root, (), ())
+    fill_spans(root, sealed=3, open_pictures=2)
+    window = executor.feedback_window({executor.FEEDBACK_BASE_KEY: root, executor.FEEDBACK_WINDOW_KEY: 2})
+    assert window is not None and window.spans == (2, 3)
+    assert window.pictures == tuple(feedback.pictures(root, 2) + feedback.pictures(root, 3))
+    assert len(window.pictures) == 3 + 4
+    assert all(feedback.span_folder(root, 4) not in p for p in window.pictures)
+    none = executor.feedback_window({executor.FEEDBACK_BASE_KEY: root, executor.FEEDBACK_WINDOW_KEY: 0})
+    assert none == executor.FeedbackWindow(root, (), ())
+    feedback.seal(root)  # Sealed after that run started: the next run's.
+    assert executor.feedback_window({executor.FEEDBACK_BASE_KEY: root, executor.FEEDBACK_WINDOW_KEY: 2}).spans == (3, 4)
+    assert [executor.span_ranges(s) for s in ([3, 4, 5], [1, 3, 4], [7], [])] == ["3-5", "1, 3-4", "7", ""]
+
+
+@pytest.mark.component
+def test_a_feedback_root_makes_ingestion_run_every_time(tmp_path):
+    """TFX fingerprints only the base data's files: with a feedback root, DigitExampleGen is never taken
+    from a cache, locally or on Vertex AI; without one, it is cached as before."""
+    data = small_idx(str(tmp_path / "data"))
+
+    def uncached(feedback_root: Optional[str]) -> set:
+        settings = configs.settings("smoke", data_root=data, feedback_root=feedback_root)
+        ir = compiler.Compiler().compile(local_runner.build(settings, str(tmp_path / "out")))
+        nodes = [node.pipeline_node for node in ir.nodes]
+        return {node.node_info.id for node in nodes if always_run(node.node_info.id, node.parameters.parameters)}
+
+    assert uncached(None) == set(ALWAYS_RUN)
+    assert uncached(str(tmp_path / "feedback")) == set(ALWAYS_RUN) | {"DigitExampleGen"}
+    # Vertex AI caches ingestion on its driver's fingerprint of the base data: not with a feedback root.
+    settings = configs.settings("smoke", feedback_root="gs://bucket/feedback", feedback_window=2)
+    path = kubeflow_runner.compile_pipeline(
+        settings, str(tmp_path / "job.json"), "vertex", "gs://bucket/tfx", "registry.example/digits:1"
+    )
+    with open(path) as f:
+        tasks = json.load(f)["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert {name for name, task in tasks.items() if "cachingOptions" not in task} == {*ALWAYS_RUN, "DigitExampleGen"}
+    parameters = tasks["DigitExampleGen"]["inputs"]["parameters"]
+    assert parameters["feedback_base"]["runtimeValue"]["constant"] == "gs://bucket/feedback"
+    assert parameters["feedback_window"]["runtimeValue"]["constant"] == 2
+    with pytest.raises(ValueError, match="feedback window -1"):
+        configs.settings(feedback_root="/f", feedback_window=-1)

@@ -137,6 +137,12 @@ def test_flags_are_the_fields_that_declare_one_under_tf_servings_names_and_defau
         "enable_grpc_healthcheck_service": False,
         "max_num_load_retries": 5,
         "load_retry_interval_micros": 60_000_000,
+        # This server's own: request log files (TF Serving leaves them to its log collector plugins),
+        # and the drawing page's feedback.
+        "request_log_file_bytes": 64 * 1024 * 1024,
+        "request_log_file_seconds": 300.0,
+        "request_log_max_bytes": 1024 * 1024 * 1024,
+        "feedback_dir": None,
     }
     assert all(spec.help for _, spec in config.flags())
 
@@ -193,6 +199,8 @@ TF_SERVING_FLAGS = set(
     )
 )
 """The flags of TF Serving's tensorflow_serving/model_servers/main.cc but `--version`."""
+OWN_FLAGS = {"host", "request_log_file_bytes", "request_log_file_seconds", "request_log_max_bytes", "feedback_dir"}
+"""This server's flags that TF Serving does not have."""
 
 
 def test_grpc_channel_arguments_are_name_value_pairs_integers_as_integers():
@@ -211,7 +219,7 @@ def test_tf_servings_flags_not_implemented_warn_and_those_a_deployment_relies_on
     implemented = {field.name for field, _ in config.flags()}
     named = set(config.NOT_IMPLEMENTED_FLAGS) | set(config.REFUSED_FLAGS)
     assert not implemented & named
-    assert implemented - {"host"} | named == TF_SERVING_FLAGS
+    assert implemented - OWN_FLAGS | named == TF_SERVING_FLAGS
     warnings = config.check_tf_serving_flags(
         {"num_tflite_pools": "4", "xla_cpu_compilation_enabled": "true", "ssl_config_file": ""}
     )

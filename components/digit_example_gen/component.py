@@ -10,9 +10,11 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 from google.protobuf import any_pb2, struct_pb2
+from tfx import types
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
+from tfx.types import component_spec, standard_artifacts, standard_component_specs
 
 from components.digit_example_gen import executor
 from components.digit_example_gen.readers import DigitDataError
@@ -111,14 +113,27 @@ def limits_config(record_limits: Dict[str, int]) -> Optional[example_gen_pb2.Cus
     return example_gen_pb2.CustomConfig(custom_config=packed)
 
 
+class DigitExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    """FileBasedExampleGen's parameters, and the feedback root and window: parameters of their own, so
+    that every orchestrator hands them to the executor by name, as it does `input_base`."""
+
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        executor.FEEDBACK_BASE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+        executor.FEEDBACK_WINDOW_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+    }
+
+
 class DigitExampleGen(FileBasedExampleGen):
     """Turns digit images into tf.Examples (`image`: 784 ints 0-255, `label`: int 0-9).
 
     Splits: `train` and `eval` are hash-partitioned from the training files; `test` is the official test
     files, or another hash partition of the training files when the dataset has none. `record_limits`
-    reads only the first N records of an input split (`train`, `test`).
+    reads only the first N records of an input split (`train`, `test`). With `feedback_base`, the
+    pictures of its newest `feedback_window` sealed spans (`models.feedback`) are training files too.
     """
 
+    SPEC_CLASS = DigitExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(
@@ -129,11 +144,23 @@ class DigitExampleGen(FileBasedExampleGen):
         total_buckets: int = 12,
         input_config: Optional[example_gen_pb2.Input] = None,
         record_limits: Optional[Dict[str, int]] = None,
+        feedback_base: Optional[str] = None,
+        feedback_window: Optional[int] = None,
     ):
+        if feedback_base and (feedback_window is None or feedback_window < 0):
+            raise ValueError(f"feedback_window {feedback_window}: how many sealed spans of {feedback_base} to read")
         input_config = input_config or detect_input_config(input_base)
-        super().__init__(
+        spec = DigitExampleGenSpec(
             input_base=input_base,
             input_config=input_config,
             output_config=partition_config(input_config, eval_buckets, test_buckets, total_buckets),
             custom_config=limits_config(record_limits or {}),
+            range_config=None,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            feedback_base=feedback_base or None,
+            feedback_window=feedback_window if feedback_base else None,
+            examples=types.Channel(type=standard_artifacts.Examples),
         )
+        # FileBasedExampleGen.__init__ builds TFX's own spec class and nothing else: this spec replaces it.
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
