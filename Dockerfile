@@ -22,6 +22,7 @@ COPY components components
 COPY models models
 COPY serving serving
 COPY reports reports
+COPY monitoring monitoring
 COPY schema schema
 COPY data data
 # Editable, so configs.PROJECT_ROOT is /app, where data/ and schema/ are.

@@ -19,8 +19,8 @@ from benchmarks import report, runs
 from models import features
 from models.batches import in_batches
 from monitoring import drift, pictures, shifts
-from monitoring.config import MonitorSettings
-from pipeline import configs, mnist
+from monitoring.config import TRAFFIC_SCHEMA_PATH, MonitorSettings
+from pipeline import mnist
 
 WINDOW_SIZES = (10, 20, 50, 100, 200, 500)
 SHARES = (0.02, 0.05, 0.1, 0.2, 0.5)
@@ -60,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument("--windows", type=int, default=100, help="windows drawn per size and shift")
     parser.add_argument("--note", default="", help="what the records should say of this run")
     args = parser.parse_args(argv)
-    schema = drift.read_schema(configs.TRAFFIC_SCHEMA_PATH)
+    schema = drift.read_schema(TRAFFIC_SCHEMA_PATH)
     model = runs.pushed_model(args.output)
     train_pixels, _ = mnist.load(mnist.TRAIN, TRAINING_DIGITS)
     training = drift.statistics(pictures.picture_features(train_pixels, _answers(model, train_pixels)), schema)

@@ -24,7 +24,7 @@ if "--verbose" not in sys.argv:
 
 from models import features
 from models.config import PRECISIONS, STRATEGIES
-from monitoring.config import MonitorSettings
+from monitoring.config import TRAFFIC_SCHEMA_PATH, MonitorSettings
 from pipeline import configs
 from serving import config as serving_config
 from serving import main as serving_main
@@ -116,11 +116,11 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     page = traffic_report.write(watch, args.output, name, args.prometheus_file)
     print("\n".join(traffic_report.summary_lines(watch)))
     print(f"report             {page}")
-    if not (args.retrain and watch.retrain):
+    if not ((args.retrain or args.seal) and watch.retrain):
         return 0
     if args.feedback:
         print(f"Sealed feedback span {feedback.seal(args.feedback)} of {args.feedback}", flush=True)
-    return _cmd_run(args)
+    return _cmd_run(args) if args.retrain else 0
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
@@ -199,6 +199,8 @@ def _resolved_settings(args: argparse.Namespace) -> configs.Settings:
         warm_start=args.warm_start,
         feedback_root=args.feedback,
         feedback_window=args.feedback_window,
+        request_log_prefix=args.request_logs,
+        epochs=args.epochs,
     )
 
 
@@ -239,6 +241,13 @@ def _pipeline_flags() -> argparse.ArgumentParser:
         metavar="N",
         help=f"how many of the newest sealed feedback spans to read (default: {configs.FEEDBACK_WINDOW})",
     )
+    shared.add_argument(
+        "--request-logs",
+        default=None,
+        metavar="PREFIX",
+        help="the served model's request logs (their filename_prefix): the run compares the newest logged "
+        "requests with its training digits (TrafficMonitor: statistics and anomalies artifacts)",
+    )
     shared.add_argument("--schema", default=None, help="curated schema the data is validated against (schema.pbtxt)")
     shared.add_argument(
         "--model-name",
@@ -256,6 +265,7 @@ def _pipeline_flags() -> argparse.ArgumentParser:
     )
     shared.add_argument("--strategy", choices=STRATEGIES, default=None, help="tf.distribute strategy")
     shared.add_argument("--seed", type=int, default=None, help="training seed")
+    shared.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
     shared.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -374,13 +384,19 @@ def parser() -> argparse.ArgumentParser:
         default=defaults.retrain_digits,
         help="labelled corrections waiting in the open feedback span that are worth a run on their own",
     )
-    watch.add_argument(
-        "--traffic-schema", default=configs.TRAFFIC_SCHEMA_PATH, help="the curated schema of served traffic"
-    )
+    watch.add_argument("--traffic-schema", default=TRAFFIC_SCHEMA_PATH, help="the curated schema of served traffic")
     watch.add_argument(
         "--prometheus-file", default=None, metavar="FILE", help="also write the gauges here (node_exporter textfile)"
     )
-    watch.add_argument("--retrain", action="store_true", help="start the training run when the monitor says to")
+    when = watch.add_mutually_exclusive_group()
+    when.add_argument(
+        "--retrain", action="store_true", help="when the monitor says to train again: seal the open span and run"
+    )
+    when.add_argument(
+        "--seal",
+        action="store_true",
+        help="when the monitor says to train again: seal the open span only (a recurring run trains on it)",
+    )
     watch.add_argument("--no-cache", action="store_true", help="with --retrain: rerun every component")
     watch.set_defaults(func=_cmd_monitor, profile="finetune")
 

@@ -1,6 +1,12 @@
 """The monitor's settings: how many requests it judges, and when it says to train again."""
 
 import dataclasses
+import os
+
+TRAFFIC_SCHEMA_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema", "traffic.pbtxt"
+)
+"""The curated schema of served traffic: its features and their skew and drift thresholds."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,12 +11,26 @@ from typing import Dict, List, Optional
 import numpy as np
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
+from models import features
+from models.batches import in_batches
 from monitoring import drift
 from monitoring.config import MonitorSettings
 from monitoring.pictures import picture_features
 from monitoring.traffic import Traffic
 
 DEFAULTS = MonitorSettings()
+
+
+def reference_features(pixels: np.ndarray, model_dir: str) -> Dict[str, np.ndarray]:
+    """The features of training digits, with the answers of the SavedModel in `model_dir` (the served
+    version) for them: what served traffic is compared with."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(model_dir).signatures[features.IMAGES_SIGNATURE]
+    probabilities = in_batches(
+        lambda chunk: signature(**{features.IMAGES_INPUT: chunk})[features.PROBABILITIES_OUTPUT], pixels
+    )
+    return picture_features(pixels, probabilities)
 
 
 @dataclasses.dataclass(frozen=True)

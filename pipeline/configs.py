@@ -21,8 +21,6 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = os.path.join(PROJECT_ROOT, "data", "mnist")
 SCHEMA_PATH = os.path.join(PROJECT_ROOT, "schema", "schema.pbtxt")
-TRAFFIC_SCHEMA_PATH = os.path.join(PROJECT_ROOT, "schema", "traffic.pbtxt")
-"""The curated schema of served traffic: its features and their skew and drift thresholds."""
 OUTPUT_ROOT = os.path.join(os.getcwd(), "output")
 """Default for `--output`: pipeline artifacts, ML Metadata and the serving model directory."""
 
@@ -262,6 +260,9 @@ class Settings:
     """Labelled pictures people drew, in sealed spans (`models.feedback`), trained on beside the data
     (None: none)."""
     feedback_window: int = FEEDBACK_WINDOW
+    request_log_prefix: Optional[str] = None
+    """The served model's request logs (their `filename_prefix`): with them, TrafficMonitor compares
+    the newest logged requests with the run's training digits (None: no TrafficMonitor)."""
 
     def __post_init__(self) -> None:
         check_name(self.model_name)
@@ -303,6 +304,7 @@ def settings(
     warm_start: Optional[bool] = None,
     feedback_root: Optional[str] = None,
     feedback_window: Optional[int] = None,
+    request_log_prefix: Optional[str] = None,
     **trainer_overrides: Any,
 ) -> Settings:
     """The profile named (default: DEFAULT_PROFILE), with every override that is not None (trainer
@@ -321,6 +323,7 @@ def settings(
         warm_start=chosen.warm_start if warm_start is None else warm_start,
         feedback_root=feedback_root,
         feedback_window=FEEDBACK_WINDOW if feedback_window is None else feedback_window,
+        request_log_prefix=request_log_prefix,
     )
 
 
@@ -369,6 +372,7 @@ class PipelineValues(TypedDict):
     warm_start: bool
     feedback_base: Optional[str]
     feedback_window: int
+    request_log_prefix: Optional[str]
 
 
 def tf_file_exists(path: str) -> bool:
@@ -407,4 +411,5 @@ def pipeline_values(settings: Settings, data_root: str) -> PipelineValues:
         "warm_start": settings.warm_start,
         "feedback_base": settings.feedback_root,
         "feedback_window": settings.feedback_window,
+        "request_log_prefix": settings.request_log_prefix,
     }

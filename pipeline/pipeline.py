@@ -16,13 +16,14 @@ from components.digit_example_gen.component import has_unlabeled
 from components.digit_example_gen.executor import FEEDBACK_BASE_KEY
 from components.kaggle_submission import KaggleSubmission
 from components.model_card import ModelCard
+from components.traffic_monitor import TrafficMonitor
 from models import features
 from models.config import TrainerConfig
 from pipeline.configs import FEEDBACK_WINDOW, CanarySettings, SplitBuckets
 
-ALWAYS_RUN = ("ServedBaseline", "AnomalyGate")
-"""Nodes that read state outside their inputs (the served model, the last validated statistics): a
-cached result would be stale, so every runner runs them every time."""
+ALWAYS_RUN = ("ServedBaseline", "AnomalyGate", "TrafficMonitor")
+"""Nodes that read state outside their inputs (the served model, the last validated statistics, the
+request logs): a cached result would be stale, so every runner runs them every time."""
 
 
 def always_run(node_id: str, parameters: Collection[str]) -> bool:
@@ -85,12 +86,14 @@ def create_pipeline(
     input_config: Optional[example_gen_pb2.Input] = None,
     feedback_base: Optional[str] = None,
     feedback_window: int = FEEDBACK_WINDOW,
+    request_log_prefix: Optional[str] = None,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Ingest (with the newest `feedback_window` sealed spans of `feedback_base`, if given) -> statistics
     -> validate against the curated schema and the last validated data -> transform -> train -> evaluate
-    against the bar and the served model, and serve it in a canary -> push if both blessed it."""
+    against the bar and the served model, and serve it in a canary -> push if both blessed it; with
+    `request_log_prefix`, the served model's logged traffic is compared with the training digits."""
     input_config = input_config or detect_input_config(data_root)
     example_gen = DigitExampleGen(
         input_base=data_root,
@@ -207,6 +210,15 @@ def create_pipeline(
             model_spec=tfx.proto.ModelSpec(model_signature_name=[features.EXAMPLES_SIGNATURE]),
         )
         components += [bulk_inferrer, KaggleSubmission(inference_result=bulk_inferrer.outputs["inference_result"])]
+    if request_log_prefix:
+        # The served model's logged traffic against this run's training digits (informs, never stops).
+        components.append(
+            TrafficMonitor(
+                examples=example_gen.outputs["examples"],
+                baseline=baseline.outputs["baseline"],
+                request_log_prefix=request_log_prefix,
+            )
+        )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -21,14 +21,12 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from models import features
-from models.batches import in_batches
-from monitoring.monitor import Watch
-from monitoring.pictures import CONFIDENCE, DESCRIPTIONS, PREDICTED_CLASS, picture_features
+from monitoring.monitor import Watch, reference_features
+from monitoring.pictures import CONFIDENCE, DESCRIPTIONS, PREDICTED_CLASS
 from pipeline import configs, summary
 from reports import figures, run_report
 
@@ -66,11 +64,7 @@ def training_reference(output_root: str, name: str, sample: int) -> Dict[str, np
         with np.load(cache) as saved:
             return {k: saved[k] for k in saved.files}
     pixels = run_report.read_split(examples_uri, features.TRAIN_SPLIT, pixels_limit=sample).pixels[:sample]
-    signature = tf.saved_model.load(model_dir).signatures[features.IMAGES_SIGNATURE]
-    probabilities = in_batches(
-        lambda chunk: signature(**{features.IMAGES_INPUT: chunk})[features.PROBABILITIES_OUTPUT], pixels
-    )
-    values = picture_features(pixels, probabilities)
+    values = reference_features(pixels, model_dir)
     os.makedirs(os.path.dirname(cache), exist_ok=True)
     partial = f"{cache}.{os.getpid()}.partial.npz"
     np.savez(partial, **values)

@@ -137,8 +137,9 @@ class DataPlane:
             raise InvalidArgument("picture: no digit found in it (a blank or nearly blank picture)")
         try:
             return feedback.add(self.options.feedback_dir, picture, label)
-        except OSError as e:
-            raise Unavailable(f"The picture could not be stored ({e.strerror or e}); nothing was kept") from None
+        except (OSError, tf.errors.OpError) as e:
+            why = e.message if isinstance(e, tf.errors.OpError) else e.strerror or str(e)
+            raise Unavailable(f"The picture could not be stored ({why}); nothing was kept") from None
 
     def stop(self) -> None:
         self.runner.stop()

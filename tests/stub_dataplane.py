@@ -1,7 +1,8 @@
 """A data plane with canned answers, for testing the REST and gRPC front ends without a model.
 
 `StubDataPlane` offers what `serving.rest` and `serving.grpc_service` call on `serving.dataplane.DataPlane`
-(servable, model_status, model_metadata, predict, classify, regress, wait, core.reload_config) and
+(servable, model_status, model_metadata, predict, classify, regress, store_feedback, wait,
+core.reload_config) and
 records each call. Model "digits" has versions 2 (AVAILABLE, the latest) and 1 (AVAILABLE, label
 "stable"); anything else is NotFound, as the model store answers. The signatures are real `Signature`
 objects (so the front ends check inputs as they do for a model) whose functions are never called:
@@ -155,6 +156,12 @@ class StubDataPlane:
         signature = answering.regression_signature(signature_name)
         self.calls.append(("regress", (answering.version, signature.name, examples)))
         return self._answer({"outputs": np.arange(len(examples), dtype=np.float32).reshape(-1, 1) + 0.5})
+
+    def store_feedback(self, picture: bytes, label: int) -> str:
+        self.calls.append(("store_feedback", (picture, label)))
+        if self.error is not None:
+            raise self.error
+        return f"/feedback/span-1/{label}/stored.png"
 
     wait = DataPlane.wait
     """The real data plane's wait: a gRPC request's deadline becomes DeadlineExceeded."""

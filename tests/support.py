@@ -178,11 +178,16 @@ def executions(output_root: str, run_id: Optional[str] = None) -> List[Tuple[str
 
 
 @contextmanager
-def rest_server(model_dir: str, folder: str) -> Iterator[ModelServer]:
-    """`model_dir` served as version 1 of the digits model from `folder`, REST only, on a free port."""
+def rest_server(model_dir: str, folder: str, feedback_dir: Optional[str] = None) -> Iterator[ModelServer]:
+    """`model_dir` served as version 1 of the digits model from `folder`, REST only, on a free port
+    (keeping the drawing page's labelled digits in `feedback_dir`, if given)."""
     base = os.path.join(folder, features.MODEL_NAME)
     publish_version(model_dir, base, 1)
-    server = ModelServer(ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None))
+    server = ModelServer(
+        ServerOptions(
+            models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None, feedback_dir=feedback_dir
+        )
+    )
     server.start()
     try:
         yield server

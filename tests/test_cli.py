@@ -236,3 +236,16 @@ def test_readable_logs_drop_known_noise_and_keep_real_warnings():
     assert readable.filter(record(logging.ERROR, "Input resolution error: the store is locked"))
     assert readable.filter(record(logging.WARNING, "AutoGraph could not transform <function preprocessing_fn>"))
     assert not readable.filter(record(logging.INFO, "library chatter"))
+
+
+def test_monitor_without_logged_requests_says_where_it_looked(tmp_path, capsys):
+    assert main.main(["monitor", "--output", str(tmp_path)]) == 1
+    prefix = configs.request_log_prefix(str(tmp_path))
+    assert f"no logged requests at {prefix}-*.tfrecord" in capsys.readouterr().err
+
+
+def test_monitor_retrains_with_the_finetune_profile_unless_told(tmp_path):
+    args = main.parser().parse_args(["monitor", "--retrain"])
+    assert args.profile == "finetune" and main.parser().parse_args(["run"]).profile == configs.DEFAULT_PROFILE
+    with pytest.raises(SystemExit):
+        main.parser().parse_args(["monitor", "--retrain", "--seal"])

@@ -1,16 +1,20 @@
 """The drawing page in real headless Chromium, used as a person uses it: a digit drawn with the mouse
 across most of the pad, at a third of the pad in a corner and at a quarter of it elsewhere is framed by
 the model as MNIST frames its digits (the 28x28 picture it shows beside the answer), the page shows the
-model's answer and its ten probabilities, and the full-size drawing is read correctly.
+model's answer and its ten probabilities, and the full-size drawing is read correctly; the digit a
+person says they meant is kept, as drawn, for training.
 
 The smaller drawings come out bolder once framed. The smoke model serving here (4 epochs on 2,400
 digits) reads the quarter-pad ones as a 9 in about one training of five, where the trained models read
 every place right: `benchmarks.drawing` measures that for any run."""
 
+import os
+
 import numpy as np
 import pytest
+from PIL import Image
 
-from models import features
+from models import features, feedback
 from models.preprocessing import CENTRE, DIGIT_BOX
 from reports.browser import DRAWN_DIGIT, PLACES, draw, drawing_page
 from tests import support
@@ -18,8 +22,13 @@ from tests.support import needs_chromium
 
 
 @pytest.fixture(scope="module")
-def page(served_model, tmp_path_factory):
-    with support.rest_server(served_model, str(tmp_path_factory.mktemp("drawing"))) as server:
+def corrections(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("feedback"))
+
+
+@pytest.fixture(scope="module")
+def page(served_model, tmp_path_factory, corrections):
+    with support.rest_server(served_model, str(tmp_path_factory.mktemp("drawing")), corrections) as server:
         with drawing_page(server.rest_url) as page:
             yield page
 
@@ -49,6 +58,23 @@ def test_a_digit_drawn_anywhere_at_any_size_is_framed_and_read_alike(page, tmp_p
     # The same digit in the same place: a smaller drawing only has bolder strokes (the pen stays 22 px).
     alike = {name: round(float(np.corrcoef(d.framed, reference.framed)[0, 1]), 3) for name, d in drawings.items()}
     assert min(alike.values()) > 0.65, alike
+
+
+@pytest.mark.e2e
+@needs_chromium
+def test_the_digit_a_person_meant_is_kept_once_for_training(page, corrections):
+    page.click("#clear")
+    assert not page.is_visible("#feedback")  # Nothing to answer for before a drawing is read.
+    draw(page, *PLACES["full size, centred"])
+    assert page.is_visible("#feedback")
+    page.click("#meant button[data-digit='1']")  # "I meant a 1"
+    page.wait_for_function("document.getElementById('thanks').textContent.length > 0", timeout=30_000)
+    assert page.text_content("#thanks") == "Thanks: kept as a 1 for training."
+    page.click("#right")  # A second answer for the same drawing is not sent.
+    span = feedback.open_span(corrections)
+    assert [os.path.basename(os.path.dirname(p)) for p in feedback.pictures(corrections, span)] == ["1"]
+    # Kept as drawn: the 280x280 pad, not the 28x28 picture the model saw.
+    assert Image.open(feedback.pictures(corrections, span)[0]).size == (280, 280)
 
 
 @pytest.mark.e2e

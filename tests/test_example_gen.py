@@ -22,7 +22,7 @@ from components.digit_example_gen import DigitExampleGen, component, executor, r
 from components.digit_example_gen.readers import DigitDataError
 from models import features, feedback
 from pipeline import configs, kubeflow_runner, local_runner, summary
-from pipeline.pipeline import ALWAYS_RUN, always_run
+from pipeline.pipeline import always_run
 from tests import support
 
 LIMITS = {features.TRAIN_SPLIT: 1200, features.TEST_SPLIT: 300}
@@ -265,8 +265,8 @@ def test_a_feedback_root_makes_ingestion_run_every_time(tmp_path):
         nodes = [node.pipeline_node for node in ir.nodes]
         return {node.node_info.id for node in nodes if always_run(node.node_info.id, node.parameters.parameters)}
 
-    assert uncached(None) == set(ALWAYS_RUN)
-    assert uncached(str(tmp_path / "feedback")) == set(ALWAYS_RUN) | {"DigitExampleGen"}
+    assert uncached(None) == {"ServedBaseline", "AnomalyGate"}
+    assert uncached(str(tmp_path / "feedback")) == {"ServedBaseline", "AnomalyGate", "DigitExampleGen"}
     # Vertex AI caches ingestion on its driver's fingerprint of the base data: not with a feedback root.
     settings = configs.settings("smoke", feedback_root="gs://bucket/feedback", feedback_window=2)
     path = kubeflow_runner.compile_pipeline(
@@ -274,7 +274,11 @@ def test_a_feedback_root_makes_ingestion_run_every_time(tmp_path):
     )
     with open(path) as f:
         tasks = json.load(f)["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert {name for name, task in tasks.items() if "cachingOptions" not in task} == {*ALWAYS_RUN, "DigitExampleGen"}
+    assert {name for name, task in tasks.items() if "cachingOptions" not in task} == {
+        "ServedBaseline",
+        "AnomalyGate",
+        "DigitExampleGen",
+    }
     parameters = tasks["DigitExampleGen"]["inputs"]["parameters"]
     assert parameters["feedback_base"]["runtimeValue"]["constant"] == "gs://bucket/feedback"
     assert parameters["feedback_window"]["runtimeValue"]["constant"] == 2

@@ -7,9 +7,8 @@ import tensorflow as tf
 
 from models import features
 from monitoring import drift, pictures, shifts, traffic
-from monitoring.config import MonitorSettings
+from monitoring.config import TRAFFIC_SCHEMA_PATH, MonitorSettings
 from monitoring.monitor import watch
-from pipeline import configs
 from serving.config import RequestLogging, ServerOptions
 from serving.request_log import CLASSIFY, PREDICT, Entry, RequestLogger
 from tests import support
@@ -20,7 +19,7 @@ WINDOW = 200
 
 @pytest.fixture(scope="module")
 def schema():
-    return drift.read_schema(configs.TRAFFIC_SCHEMA_PATH)
+    return drift.read_schema(TRAFFIC_SCHEMA_PATH)
 
 
 def _answers(labels: np.ndarray, seed: int) -> np.ndarray:

@@ -29,8 +29,9 @@ INPUTS = [features.IMAGES_INPUT, features.IMAGE_BYTES_INPUT, features.EXAMPLES_I
 def server(tmp_path_factory, served_model):
     base = str(tmp_path_factory.mktemp("fuzz") / features.MODEL_NAME)
     publish_version(served_model, base, 1)
+    feedback = str(tmp_path_factory.mktemp("feedback"))
     running = ModelServer(
-        ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None)
+        ServerOptions(models=single_model(features.MODEL_NAME, base), rest_api_port=0, port=None, feedback_dir=feedback)
     ).start()
     yield running
     running.stop()
@@ -207,7 +208,7 @@ def test_every_route_of_the_openapi_description(server):
     labels, bodies of every shape): never a 5xx, and every error is JSON with a message."""
     schema = schemathesis.openapi.from_url(f"{server.rest_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 15 + 1  # 5 kinds of call x (latest, version, label), and the metrics.
+    assert len(operations) == 15 + 2  # 5 kinds of call x (latest, version, label), the metrics, feedback.
     for operation in operations:
 
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -240,3 +240,35 @@ def test_the_stub_answers_as_the_model_store_does():
     assert stub.servable(ModelRef("digits")).version == stub_dataplane.VERSIONS[0]
     with pytest.raises(errors.NotFound):
         stub.model_status("digits", 7)
+
+
+def test_feedback_hands_the_picture_and_label_to_the_data_plane(client, stub):
+    picture = b"\x89PNG drawn"
+    body = {"picture": {"b64": base64.b64encode(picture).decode()}, "label": 7}
+    answer = client.post("/feedback", json=body)
+    assert (answer.status_code, answer.json()) == (200, {"stored": "stored.png", "label": 7})
+    assert stub.calls == [("store_feedback", (picture, 7))]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"label": 7}, "Missing 'picture'"),
+        ({"picture": {"b64": "aGk="}}, "Missing 'label'"),
+        ({"picture": "aGk=", "label": 7}, 'picture: expected {"b64": "..."}'),
+        ({"picture": {"b64": "not base64!"}, "label": 7}, "input 'picture': Unable to base64 decode"),
+    ],
+)
+def test_a_malformed_feedback_request_is_a_400_naming_the_field(client, stub, body, message):
+    answer = client.post("/feedback", json=body)
+    assert answer.status_code == 400 and answer.json()["error"].startswith(message)
+    assert stub.calls == []
+
+
+def test_feedback_refused_by_the_data_plane_keeps_its_status(client, stub):
+    stub.error = errors.NotFound("Feedback is off: start the server with --feedback_dir")
+    answer = client.post("/feedback", json={"picture": {"b64": "aGk="}, "label": 1})
+    assert (answer.status_code, answer.json()) == (
+        404,
+        {"error": "Feedback is off: start the server with --feedback_dir"},
+    )
