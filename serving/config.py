@@ -253,9 +253,9 @@ class ServerOptions:
             "feedback dataset the pipeline trains on (without it, the page asks nothing)"
         ),
     )
-    request_log_queue: int = 10_000
-    """Sampled requests waiting for the log writer; beyond it they are dropped (and counted), so that a
-    slow disk never slows a request."""
+    request_log_queue_bytes: int = 256 * 1024 * 1024
+    """Sampled requests waiting for the log writer, in bytes of their arrays; beyond it they are dropped
+    (and counted), so that a slow disk never slows a request nor fills the memory."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest REST body: 1,024 images of 784 pixels as JSON need about 3.5 MB."""
     max_batch_per_request: int = 1024

@@ -2,9 +2,10 @@
 answer become one `PredictionLog` (PredictLog, ClassifyLog or RegressLog, with the model's name, the
 version and signature that answered, and the sampling rate) in a TFRecord file.
 
-A request only decides whether it is sampled and, once answered, puts its arrays on a bounded queue; one
-writer thread per server builds the protos and writes them, so that neither the encoding nor a slow disk
-is ever on a request's path: when the queue is full the record is dropped and counted. Files are written
+A request only decides whether it is sampled and, once answered, puts its arrays on a queue bounded in
+bytes (`request_log_queue_bytes`); one writer thread per server builds the protos and writes them, so
+that neither the encoding nor a slow disk is ever on a request's path: when the queue is full the record
+is dropped and counted. Files are written
 as `<prefix>-<start time>-<pid>-<n>.tfrecord.inprogress`, renamed to `.tfrecord` when closed (at
 `--request_log_file_bytes`, after `--request_log_file_seconds`, and on shutdown), so a reader only ever
 sees whole files; the oldest closed files of a prefix are deleted beyond `--request_log_max_bytes`.
@@ -55,6 +56,13 @@ class Entry:
     request: Union[Arrays, List[bytes]]
     """Predict's input arrays; Classify's and Regress's serialized tf.Examples."""
     outputs: Arrays
+
+    @property
+    def nbytes(self) -> int:
+        """What the entry holds in memory, near enough: its arrays' and serialized examples' bytes."""
+        arrays = [*(self.request.values() if isinstance(self.request, dict) else []), *self.outputs.values()]
+        examples = self.request if isinstance(self.request, list) else []
+        return sum(np.asarray(a).nbytes for a in arrays) + sum(len(e) for e in examples)
 
 
 def _classification(outputs: Arrays) -> classification_pb2.ClassificationResult:
@@ -131,7 +139,8 @@ class RequestLogger:
 
     def __init__(self, options: ServerOptions, on_drop: Callable[[str], None]):
         self.options = options
-        self._queue: queue.Queue[Entry] = queue.Queue(maxsize=options.request_log_queue)
+        self._queue: queue.Queue[Entry] = queue.Queue()
+        self._queued_bytes = 0
         self._files: Dict[str, _File] = {}
         self._opened = 0
         self._on_drop = on_drop
@@ -152,13 +161,13 @@ class RequestLogger:
                 if self._thread is None and not self._stopping.is_set():
                     self._thread = threading.Thread(target=self._write_all, name="request-log", daemon=True)
                     self._thread.start()
-        if self._stopping.is_set():
-            self._on_drop(entry.model_name)
-            return
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self._on_drop(entry.model_name)
+        size = entry.nbytes
+        with self._lock:
+            if not self._stopping.is_set() and self._queued_bytes + size <= self.options.request_log_queue_bytes:
+                self._queued_bytes += size
+                self._queue.put_nowait(entry)
+                return
+        self._on_drop(entry.model_name)
 
     def _write_all(self) -> None:
         while True:
@@ -167,6 +176,8 @@ class RequestLogger:
             except queue.Empty:
                 entry = None
             if entry is not None:
+                with self._lock:
+                    self._queued_bytes -= entry.nbytes
                 try:
                     self._write(entry)
                 except Exception:  # A full disk or an odd answer must not end logging for everyone.

@@ -139,7 +139,7 @@ def test_a_slow_disk_drops_records_instead_of_slowing_requests(tmp_path, monkeyp
     release = threading.Event()
     write = request_log._File.write
     monkeypatch.setattr(request_log._File, "write", lambda self, record: (release.wait(), write(self, record)))
-    logger = _logger(request_log_queue=5)
+    logger = _logger(request_log_queue_bytes=5 * _entry(prefix).nbytes)
     started = time.perf_counter()
     for _ in range(50):
         logger.add(_entry(prefix))
