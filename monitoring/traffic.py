@@ -97,10 +97,10 @@ def pictures_of(record: prediction_log_pb2.PredictionLog) -> Optional[Tuple[np.n
     return np.asarray(pixels, np.float32).reshape(count, features.IMAGE_SIZE, features.IMAGE_SIZE), probabilities
 
 
-def _records(files: List[str]) -> Iterator[Tuple[str, prediction_log_pb2.PredictionLog]]:
-    for path in files:
-        for raw in tf.data.TFRecordDataset(path):
-            yield path, prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+def records(path: str) -> Iterator[prediction_log_pb2.PredictionLog]:
+    """The PredictionLog records of one log file, in order."""
+    for raw in tf.data.TFRecordDataset(path):
+        yield prediction_log_pb2.PredictionLog.FromString(raw.numpy())
 
 
 def read_traffic(prefix: str, limit: Optional[int] = None) -> Traffic:
@@ -110,7 +110,7 @@ def read_traffic(prefix: str, limit: Optional[int] = None) -> Traffic:
     count = blank = 0
     for path in reversed(closed_files(prefix)):
         in_file = []
-        for _, record in _records([path]):
+        for record in records(path):
             found = pictures_of(record)
             if found is None:
                 continue
