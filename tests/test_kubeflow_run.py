@@ -75,7 +75,7 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first(project):
     """The README's way: compiled without a root, run without one: the backend's `minio://` default."""
-    return project.run(min_accuracy=0.5, epochs=1)
+    return project.run(min_accuracy=0.5)
 
 
 def test_first_run_pushes_without_baseline_or_reference(project, first):
