@@ -23,7 +23,7 @@ from components.anomaly_gate import STATISTICS_FILE
 from components.baseline import has_model
 from components.examples import first_digits, split_files
 from models import features
-from monitoring import drift, monitor, traffic
+from monitoring import drift, monitor
 from monitoring.config import TRAFFIC_SCHEMA_PATH, MonitorSettings
 
 TRAFFIC_SPLIT = "traffic"
@@ -48,7 +48,7 @@ def TrafficMonitor(
     settings = MonitorSettings(window=window, min_requests=min_requests)
     statistics.split_names = artifact_utils.encode_split_names([TRAFFIC_SPLIT, TRAINING_SPLIT])
     anomalies.split_names = artifact_utils.encode_split_names([TRAFFIC_SPLIT])
-    served = traffic.read_traffic(request_log_prefix, limit=2 * settings.window)
+    served = monitor.read_windows(request_log_prefix, settings)
     if not has_model(baseline) or not len(served):
         logging.info(
             "TrafficMonitor: no served model or no logged requests at %s: nothing to compare", request_log_prefix

@@ -16,9 +16,14 @@ from models.batches import in_batches
 from monitoring import drift
 from monitoring.config import MonitorSettings
 from monitoring.pictures import picture_features
-from monitoring.traffic import Traffic
+from monitoring.traffic import Traffic, read_traffic
 
 DEFAULTS = MonitorSettings()
+
+
+def read_windows(prefix: str, settings: MonitorSettings = DEFAULTS) -> Traffic:
+    """The logged requests a look judges (`watch`): the newest window, and the window before it."""
+    return read_traffic(prefix, limit=2 * settings.window)
 
 
 def reference_features(pixels: np.ndarray, model_dir: str) -> Dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -155,24 +155,33 @@ def move_into_place(staging: str, final: str) -> None:
 def write_report(output_root: str, run: Optional[summary.RunSummary] = None, name: str = configs.PIPELINE_NAME) -> str:
     """Builds the report of `run` (default: the newest evaluated run of pipeline `name` under
     `output_root`); returns the path of its index.html."""
-    if run is None:
-        metadata = configs.metadata_path(output_root, name)
-        if not os.path.exists(metadata):
-            raise ReportError(f"no runs of pipeline {name!r} under {output_root} (no {metadata})")
-        run = summary.latest_run(metadata, evaluated=True)
-    evaluated = _Evaluated.of(run)
-    root = reports_root(output_root, name)
+    evaluated = _Evaluated.of(run or newest_run(output_root, name, evaluated=True))
+    final = os.path.join(reports_root(output_root, name), evaluated.run_id.replace(":", "-"))
+    publish(final, lambda staging: _write_contents(evaluated, staging))
+    return os.path.join(final, "index.html")
+
+
+def newest_run(output_root: str, name: str, evaluated: bool = False) -> summary.RunSummary:
+    """The newest run of pipeline `name` under `output_root` (that reached the Evaluator, if asked)."""
+    metadata = configs.metadata_path(output_root, name)
+    if not os.path.exists(metadata):
+        raise ReportError(f"no runs of pipeline {name!r} under {output_root} (no {metadata})")
+    return summary.latest_run(metadata, evaluated=evaluated)
+
+
+def publish(final: str, write_contents: Callable[[str], None]) -> None:
+    """Writes a report folder whole or not at all: `write_contents` fills a staging folder beside
+    `final`, which then takes its place (see `move_into_place`)."""
+    root = os.path.dirname(final)
     os.makedirs(root, exist_ok=True)
-    final = os.path.join(root, evaluated.run_id.replace(":", "-"))
     staging = tempfile.mkdtemp(prefix=".staging-", dir=root)
     os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the report from other users of a shared output.
     try:
-        _write_contents(evaluated, staging)
+        write_contents(staging)
         move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return os.path.join(final, "index.html")
 
 
 @dataclasses.dataclass(frozen=True)

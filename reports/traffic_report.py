@@ -15,19 +15,19 @@ import hashlib
 import html
 import json
 import os
-import shutil
-import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow_data_validation as tfdv
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
+from components.baseline import served_version
+from components.examples import first_digits, split_files
 from models import features
 from monitoring.monitor import Watch, reference_features
 from monitoring.pictures import CONFIDENCE, DESCRIPTIONS, PREDICTED_CLASS
-from pipeline import configs, summary
+from pipeline import configs
 from reports import figures, run_report
 
 MONITOR = "monitor"
@@ -39,31 +39,23 @@ def monitor_root(output_root: str, name: str) -> str:
     return os.path.join(run_report.reports_root(output_root, name), MONITOR)
 
 
-def newest_version(output_root: str, name: str) -> Tuple[int, str]:
-    """The newest version the Pusher pushed for model `name` under `output_root`, and its folder."""
-    base = configs.serving_model_dir(output_root, name)
-    versions = sorted(int(v) for v in (os.listdir(base) if os.path.isdir(base) else []) if v.isdigit())
-    if not versions:
-        raise run_report.ReportError(f"no pushed model under {base}: run the pipeline until a model is pushed")
-    return versions[-1], os.path.join(base, str(versions[-1]))
-
-
 def training_reference(output_root: str, name: str, sample: int) -> Dict[str, np.ndarray]:
     """The features of the newest run's first `sample` training digits, with the newest pushed
     version's answers for them (cached beside the monitor's reports)."""
-    metadata = configs.metadata_path(output_root, name)
-    if not os.path.exists(metadata):
-        raise run_report.ReportError(f"no runs of pipeline {name!r} under {output_root} (no {metadata})")
-    examples_uri = summary.latest_run(metadata).examples_uri
+    examples_uri = run_report.newest_run(output_root, name).examples_uri
     if not examples_uri:
         raise run_report.ReportError(f"the newest run of {name!r} has no examples")
-    version, model_dir = newest_version(output_root, name)
+    base = configs.serving_model_dir(output_root, name)
+    version = served_version(base)
+    if version is None:
+        raise run_report.ReportError(f"no pushed model under {base}: run the pipeline until a model is pushed")
+    model_dir = os.path.join(base, str(version))
     key = hashlib.sha256(f"{examples_uri}|{model_dir}|{sample}".encode()).hexdigest()[:16]
     cache = os.path.join(monitor_root(output_root, name), f"training-{key}.npz")
     if os.path.exists(cache):
         with np.load(cache) as saved:
             return {k: saved[k] for k in saved.files}
-    pixels = run_report.read_split(examples_uri, features.TRAIN_SPLIT, pixels_limit=sample).pixels[:sample]
+    pixels = first_digits(split_files(examples_uri, features.TRAIN_SPLIT), sample).pixels
     values = reference_features(pixels, model_dir)
     os.makedirs(os.path.dirname(cache), exist_ok=True)
     partial = f"{cache}.{os.getpid()}.partial.npz"
@@ -177,7 +169,7 @@ statistics in <a href="window.stats.pb">window.stats.pb</a> and <a href="trainin
 """
 
 
-def _write_contents(watch: Watch, model_name: str, folder: str) -> dict:
+def _write_contents(watch: Watch, model_name: str, folder: str) -> None:
     verdict = _verdict(watch, model_name)
     if watch.comparison is not None:
         tfdv.write_anomalies_text(watch.comparison.anomalies, os.path.join(folder, "anomalies.pbtxt"))
@@ -204,23 +196,13 @@ def _write_contents(watch: Watch, model_name: str, folder: str) -> dict:
         json.dump(verdict, f, indent=2)
     with open(os.path.join(folder, "index.html"), "w", encoding="utf-8") as f:
         f.write(_html(watch, model_name, verdict))
-    return verdict
 
 
 def write(watch: Watch, output_root: str, model_name: str, prometheus_file: Optional[str] = None) -> str:
     """Writes one look's folder (whole or not at all) and points `latest` at it; its index.html. The
     gauges are also written to `prometheus_file` if given (for node_exporter's textfile collector)."""
-    root = monitor_root(output_root, model_name)
-    os.makedirs(root, exist_ok=True)
-    final = os.path.join(root, time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime()))
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=root)
-    os.chmod(staging, 0o755)
-    try:
-        _write_contents(watch, model_name, staging)
-        run_report.move_into_place(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    final = os.path.join(monitor_root(output_root, model_name), time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime()))
+    run_report.publish(final, lambda staging: _write_contents(watch, model_name, staging))
     if prometheus_file:
         write_metrics(watch, model_name, prometheus_file)
     return os.path.join(final, "index.html")

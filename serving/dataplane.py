@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, get_model_status_pb2, status_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, status_pb2
 
 from models import features, feedback, preprocessing
 from serving import inputs
@@ -155,19 +155,3 @@ def metadata_response(servable: Servable) -> get_model_metadata_pb2.GetModelMeta
         get_model_metadata_pb2.SignatureDefMap(signature_def=servable.signature_defs)
     )
     return response
-
-
-def classification_result(outputs: Arrays) -> classification_pb2.ClassificationResult:
-    """`classes` and `scores` -> TF Serving's ClassificationResult: per example, one class per label
-    (label "" without `classes`, score 0 without `scores`)."""
-    classes = outputs.get(features.CLASSES_OUTPUT)
-    scores = outputs.get(features.SCORES_OUTPUT)
-    count, width = next(o for o in (classes, scores) if o is not None).shape[:2]
-    result = classification_pb2.ClassificationResult()
-    for i in range(count):
-        classifications = result.classifications.add()
-        for j in range(width):
-            label = classes[i, j].decode() if classes is not None else ""
-            score = float(scores[i, j]) if scores is not None else 0.0
-            classifications.classes.add(label=label, score=score)
-    return result

@@ -34,10 +34,10 @@ from tensorflow_serving.apis import (
 
 from serving import inputs
 from serving.config import ServerOptions, models_from_proto
-from serving.dataplane import DataPlane, ModelRef, classification_result
+from serving.dataplane import DataPlane, ModelRef
 from serving.errors import Internal, InvalidArgument, ServingError, Unimplemented
 from serving.metrics import Metrics
-from serving.servable import DEFAULT_SIGNATURE, Servable, serialized_examples
+from serving.servable import DEFAULT_SIGNATURE, Servable, classification_result, serialized_examples
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ version and signature that answered, and the sampling rate) in a TFRecord file.
 A request only decides whether it is sampled and, once answered, puts its arrays on a queue bounded in
 bytes (`request_log_queue_bytes`); one writer thread per server builds the protos and writes them, so
 that neither the encoding nor a slow disk is ever on a request's path: when the queue is full the record
-is dropped and counted. Files are written
-as `<prefix>-<start time>-<pid>-<n>.tfrecord.inprogress`, renamed to `.tfrecord` when closed (at
-`--request_log_file_bytes`, after `--request_log_file_seconds`, and on shutdown), so a reader only ever
-sees whole files; the oldest closed files of a prefix are deleted beyond `--request_log_max_bytes`.
+is dropped and counted. Files are written as `<prefix>-<start time>-<pid>-<n>.tfrecord.inprogress`,
+renamed to `.tfrecord` when closed (at `--request_log_file_bytes`, after `--request_log_file_seconds`,
+and on shutdown), so a reader only ever sees whole files; the oldest closed files of a prefix are
+deleted beyond `--request_log_max_bytes`.
 """
 
 import dataclasses
@@ -19,21 +19,19 @@ import queue
 import random
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import (
-    classification_pb2,
     input_pb2,
     logging_pb2,
-    predict_pb2,
     prediction_log_pb2,
-    regression_pb2,
 )
 from tensorflow_serving.config import logging_config_pb2
 
 from serving.config import RequestLogging, ServerOptions
+from serving.servable import classification_result
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +63,6 @@ class Entry:
         return sum(np.asarray(a).nbytes for a in arrays) + sum(len(e) for e in examples)
 
 
-def _classification(outputs: Arrays) -> classification_pb2.ClassificationResult:
-    # Imported here: the data plane imports this module.
-    from serving.dataplane import classification_result
-
-    return classification_result(outputs)
-
-
 def prediction_log(entry: Entry) -> prediction_log_pb2.PredictionLog:
     """The entry as TF Serving's `PredictionLog`."""
     record = prediction_log_pb2.PredictionLog(
@@ -84,14 +75,13 @@ def prediction_log(entry: Entry) -> prediction_log_pb2.PredictionLog:
     spec.version.value = entry.version
     if entry.kind == PREDICT:
         assert isinstance(entry.request, dict)
-        request = predict_pb2.PredictRequest(model_spec=spec)
-        response = predict_pb2.PredictResponse(model_spec=spec)
+        predict = record.predict_log
+        predict.request.model_spec.CopyFrom(spec)
+        predict.response.model_spec.CopyFrom(spec)
         for name, array in entry.request.items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
+            predict.request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
         for name, array in entry.outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
-        record.predict_log.request.CopyFrom(request)
-        record.predict_log.response.CopyFrom(response)
+            predict.response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
         return record
     examples = input_pb2.Input(
         example_list=input_pb2.ExampleList(examples=[tf.train.Example.FromString(e) for e in entry.request])
@@ -100,9 +90,10 @@ def prediction_log(entry: Entry) -> prediction_log_pb2.PredictionLog:
         record.classify_log.request.model_spec.CopyFrom(spec)
         record.classify_log.request.input.CopyFrom(examples)
         record.classify_log.response.model_spec.CopyFrom(spec)
-        record.classify_log.response.result.CopyFrom(_classification(entry.outputs))
+        record.classify_log.response.result.CopyFrom(classification_result(entry.outputs))
         return record
-    record.regress_log.request.CopyFrom(regression_pb2.RegressionRequest(model_spec=spec, input=examples))
+    record.regress_log.request.model_spec.CopyFrom(spec)
+    record.regress_log.request.input.CopyFrom(examples)
     record.regress_log.response.model_spec.CopyFrom(spec)
     for value in np.asarray(next(iter(entry.outputs.values()))).reshape(-1):
         record.regress_log.response.result.regressions.add(value=float(value))
@@ -139,7 +130,8 @@ class RequestLogger:
 
     def __init__(self, options: ServerOptions, on_drop: Callable[[str], None]):
         self.options = options
-        self._queue: queue.Queue[Entry] = queue.Queue()
+        self._queue: queue.Queue[Tuple[Entry, int]] = queue.Queue()
+        """Entries for the writer, with their `nbytes` (counted in `_queued_bytes` until taken)."""
         self._queued_bytes = 0
         self._files: Dict[str, _File] = {}
         self._opened = 0
@@ -165,19 +157,20 @@ class RequestLogger:
         with self._lock:
             if not self._stopping.is_set() and self._queued_bytes + size <= self.options.request_log_queue_bytes:
                 self._queued_bytes += size
-                self._queue.put_nowait(entry)
+                self._queue.put_nowait((entry, size))
                 return
         self._on_drop(entry.model_name)
 
     def _write_all(self) -> None:
         while True:
             try:
-                entry: Optional[Entry] = self._queue.get(timeout=0.5)
+                entry: Optional[Entry]
+                entry, size = self._queue.get(timeout=0.5)
             except queue.Empty:
                 entry = None
             if entry is not None:
                 with self._lock:
-                    self._queued_bytes -= entry.nbytes
+                    self._queued_bytes -= size
                 try:
                     self._write(entry)
                 except Exception:  # A full disk or an odd answer must not end logging for everyone.

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import rest_codec
 from serving.config import ServerOptions
-from serving.dataplane import DataPlane, ModelRef, classification_result
+from serving.dataplane import DataPlane, ModelRef
 from serving.errors import (
     DeadlineExceeded,
     Internal,
@@ -44,7 +44,7 @@ from serving.errors import (
     ServingError,
 )
 from serving.metrics import CONTENT_TYPE, Metrics
-from serving.servable import Servable, Signature
+from serving.servable import Servable, Signature, classification_result
 
 log = logging.getLogger(__name__)
 

@@ -243,3 +243,19 @@ def _warm_predict(servable: Servable, request: predict_pb2.PredictRequest, max_b
 def _warm_classify(servable: Servable, request: classification_pb2.ClassificationRequest) -> None:
     signature = servable.classification_signature(request.model_spec.signature_name)
     signature.run({CLASSIFY_INPUT: np.array(serialized_examples(request.input), dtype=object)})
+
+
+def classification_result(outputs: Dict[str, np.ndarray]) -> classification_pb2.ClassificationResult:
+    """`classes` and `scores` -> TF Serving's ClassificationResult: per example, one class per label
+    (label "" without `classes`, score 0 without `scores`)."""
+    classes = outputs.get(CLASSES_OUTPUT)
+    scores = outputs.get(SCORES_OUTPUT)
+    count, width = next(o for o in (classes, scores) if o is not None).shape[:2]
+    result = classification_pb2.ClassificationResult()
+    for i in range(count):
+        classifications = result.classifications.add()
+        for j in range(width):
+            label = classes[i, j].decode() if classes is not None else ""
+            score = float(scores[i, j]) if scores is not None else 0.0
+            classifications.classes.add(label=label, score=score)
+    return result

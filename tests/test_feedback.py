@@ -41,28 +41,24 @@ def test_the_window_is_the_newest_sealed_spans(tmp_path):
     assert feedback.window(root, 0) == []
 
 
-def _png(pixels) -> bytes:
-    return support.png_bytes(np.asarray(pixels, np.uint8))
-
-
 def test_the_server_keeps_what_training_can_read_and_names_what_it_cannot(tmp_path):
     root = tmp_path / "feedback"
     plane = DataPlane(None, ServerOptions(feedback_dir=str(root)), lambda name: None)  # type: ignore[arg-type]
     seven, _ = support.mnist_digits("t10k", 1)
-    stored = plane.store_feedback(_png(seven[0]), 7)
+    stored = plane.store_feedback(support.png_bytes(seven[0]), 7)
     assert stored.startswith(str(root / "span-1" / "7")) and Image.open(stored).size == (28, 28)
     for picture, label, message in [
-        (_png(seven[0]), 12, "label: expected a class 0-9, got 12"),
-        (_png(seven[0]), True, "label: expected a class 0-9, got True"),
+        (support.png_bytes(seven[0]), 12, "label: expected a class 0-9, got 12"),
+        (support.png_bytes(seven[0]), True, "label: expected a class 0-9, got True"),
         (b"not a picture", 1, "picture: not a PNG, JPEG, GIF or BMP picture"),
-        (_png(np.zeros((28, 28))), 1, "picture: no digit found in it"),
+        (support.png_bytes(np.zeros((28, 28))), 1, "picture: no digit found in it"),
     ]:
         with pytest.raises(errors.InvalidArgument, match=message.replace("(", r"\(")):
             plane.store_feedback(picture, label)
     assert len(feedback.pictures(str(root), 1)) == 1
     with pytest.raises(errors.NotFound, match="Feedback is off"):
-        DataPlane(None, ServerOptions(), lambda name: None).store_feedback(_png(seven[0]), 7)  # type: ignore[arg-type]
+        DataPlane(None, ServerOptions(), lambda name: None).store_feedback(support.png_bytes(seven[0]), 7)  # type: ignore[arg-type]
     (tmp_path / "file").write_text("")
     blocked = DataPlane(None, ServerOptions(feedback_dir=str(tmp_path / "file")), lambda name: None)  # type: ignore[arg-type]
     with pytest.raises(errors.Unavailable, match="could not be stored"):
-        blocked.store_feedback(_png(seven[0]), 7)
+        blocked.store_feedback(support.png_bytes(seven[0]), 7)

@@ -4,7 +4,7 @@ import numpy as np
 from tensorflow_serving.apis import classification_pb2
 
 from serving import rest_codec
-from serving.dataplane import classification_result
+from serving.servable import classification_result
 
 
 def test_classification_results_as_tf_serving_writes_them():
