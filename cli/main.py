@@ -93,7 +93,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_monitor(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from models import feedback
-    from monitoring import drift, monitor, traffic
+    from monitoring import drift, monitor
     from reports import traffic_report
     from reports.run_report import ReportError
 
@@ -101,7 +101,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     name = settings.model_name
     limits = MonitorSettings(window=args.window, min_requests=args.min_requests, retrain_digits=args.retrain_digits)
     prefix = args.logs or configs.request_log_prefix(args.output, name)
-    served = traffic.read_traffic(prefix, limit=2 * limits.window)
+    served = monitor.read_windows(prefix, limits)
     if not len(served) and not served.blank:
         print(f"digits monitor: no logged requests at {prefix}-*.tfrecord (see docs/monitoring.md)", file=sys.stderr)
         return 1
@@ -201,6 +201,7 @@ def _resolved_settings(args: argparse.Namespace) -> configs.Settings:
         feedback_window=args.feedback_window,
         request_log_prefix=args.request_logs,
         epochs=args.epochs,
+        learning_rate=args.learning_rate,
     )
 
 
@@ -266,6 +267,9 @@ def _pipeline_flags() -> argparse.ArgumentParser:
     shared.add_argument("--strategy", choices=STRATEGIES, default=None, help="tf.distribute strategy")
     shared.add_argument("--seed", type=int, default=None, help="training seed")
     shared.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
+    shared.add_argument(
+        "--learning-rate", type=float, default=None, metavar="RATE", help="override the profile's (peak) learning rate"
+    )
     shared.add_argument(
         "--precision",
         choices=PRECISIONS,
