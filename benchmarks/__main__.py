@@ -16,6 +16,7 @@ SUITES = {
     "test_time_augmentation": "test-time augmentation's gain: trained CNNs predicting each digit once and rotated",
     "serving": "serving latency and throughput over REST, gRPC and in-process; first requests with warmup",
     "load": "concurrent clients and hot swaps against `digits serve`: errors, latency, memory, CPU by thread",
+    "conformance": "TF Serving's own model-server tests against this server, from a tensorflow/serving checkout",
     "inference": "the served model's arithmetic per digit under each runtime (TensorFlow, oneDNN, XLA, TF Lite)",
     "pictures": "accuracy on test digits rendered as pictures, through predict_image_bytes",
     "drawing": "what a model reads of a 7 drawn on its drawing page, in headless Chromium",

@@ -19,6 +19,10 @@ from its layers, three readings) times the digits per second.
 - "CNN alone, TensorFlow" and "CNN alone, TF Lite (XNNPACK)": the network on the three readings of each
   digit, already rotated (three times `--batch` pictures), without the rest of the signature.
 
+Beside them, "float32 peak (numpy BLAS)": the CPU's float32 arithmetic at its best, a 2048x2048
+matrix product on every core, and the digits per second it would read if the model's arithmetic ran at
+that rate with nothing else to do: a ceiling no runtime or server reaches on this CPU.
+
 Recorded under the topic "serving", one measurement per runtime ("model arithmetic: <runtime>").
 """
 
@@ -71,6 +75,19 @@ def _timed(call: Callable[[], object], digits: int, rounds: int) -> Dict[str, fl
         rates.append(calls * digits / elapsed)
         cpu.append((_cpu_seconds() - cpu_started) * 1000 / (calls * digits))
     return {"digits_per_s": round(statistics.median(rates), 1), "cpu_ms_per_digit": round(statistics.median(cpu), 3)}
+
+
+def float32_peak(rounds: int, size: int = 2048) -> float:
+    """GFLOP/s of a `size`x`size` float32 matrix product in numpy's BLAS (every core), median of rounds."""
+    matrix = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    rates = []
+    for _ in range(rounds):
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < ROUND_SECONDS:
+            matrix @ matrix
+            calls += 1
+        rates.append(calls * 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return round(statistics.median(rates), 1)
 
 
 def measure(runtime: str, model_dir: str, batch: int, rounds: int) -> Dict[str, object]:
@@ -187,6 +204,12 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             "mflop_per_digit": mflop_per_digit,
             **figures,
         }
+    peak = float32_peak(args.rounds)
+    measurements["model arithmetic: float32 peak (numpy BLAS)"] = {
+        "mflop_per_digit": mflop_per_digit,
+        "gflop_per_s": peak,
+        "digits_per_s": round(peak * 1000 / mflop_per_digit, 1),
+    }
     return report.recorded("serving", measurements, "benchmarks.inference", argv, {"model": model}, args.note)
 
 

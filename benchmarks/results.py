@@ -38,6 +38,7 @@ TOPICS: Dict[str, str] = {
     "time_to_accuracy": "Time to accuracy",
     "serving": "Serving latency and throughput",
     "load": "Serving under load",
+    "conformance": "TF Serving's own test suite",
     "robustness": "Robustness",
     "pictures": "Pictures",
     "monitoring": "Monitoring served traffic",
@@ -240,6 +241,7 @@ SUMMARY: Dict[str, Tuple[str, ...]] = {
     "accuracy": ("test_accuracy", "wall_s"),
     "time_to_accuracy": ("training_s",),
     "load": ("requests_per_s", "p99_ms"),
+    "conformance": ("passed", "tests"),
     "tests": ("passed", "duration_s"),
 }
 """The figures the README's short table shows, per topic: the headline of each measurement."""

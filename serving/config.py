@@ -192,11 +192,7 @@ class ServerOptions:
     )
     enable_model_warmup: bool = dataclasses.field(
         default=True,
-        metadata=flag(
-            "replay each version's assets.extra/tf_serving_warmup_requests before serving it",
-            parse=true_false,
-            metavar="true|false",
-        ),
+        metadata=flag("replay each version's assets.extra/tf_serving_warmup_requests before serving it"),
     )
     prefer_tflite_model: bool = dataclasses.field(
         default=False,
@@ -228,6 +224,13 @@ class ServerOptions:
         metadata=flag(
             "serve gRPC's standard health checking service (grpc.health.v1.Health): SERVING for the server "
             '("") and for ModelService and PredictionService once serving, NOT_SERVING while stopping'
+        ),
+    )
+    enable_profiler: bool = dataclasses.field(
+        default=True,
+        metadata=flag(
+            "serve TensorFlow's profiler service (tensorflow.ProfilerService) on the gRPC port, for "
+            "TensorBoard's profile capture"
         ),
     )
     max_num_load_retries: int = dataclasses.field(
@@ -290,7 +293,6 @@ NOT_IMPLEMENTED_FLAGS: Dict[str, str] = {
     "enable_signature_method_name_check": "signatures are chosen by name and inputs, whatever their method",
     "xla_cpu_compilation_enabled": "",
     "xla_gpu_compilation_enabled": "",
-    "enable_profiler": "no profiler service is served",
     "thread_pool_factory_config_file": "",
     "mixed_precision": "",
     "skip_initialize_tpu": "",

@@ -32,15 +32,19 @@ TEST_CLASS = "TensorflowModelServerTest"
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _BOOTSTRAP = """
-import runpy, sys
+import os, runpy, sys
 import tensorflow_serving
+from tensorflow.python.platform import flags
+flags.os = os
 tensorflow_serving.__path__.append(sys.argv[1])
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 """Runs the suite with the checkout's `tensorflow_serving` folder as a second home of the installed
 `tensorflow_serving` package, so that `tensorflow_serving.apis` stays the wheel's and
-`tensorflow_serving.model_servers.test_util` is the checkout's."""
+`tensorflow_serving.model_servers.test_util` is the checkout's. `test_tf_text` finds its model through
+`flags.os.environ`, and TensorFlow 2.16's `flags` module does not import `os`: the bootstrap gives it
+one."""
 
 
 def write_shim(folder: str, python: str = sys.executable) -> str:

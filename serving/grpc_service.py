@@ -1,7 +1,7 @@
 """TF Serving's gRPC services over the protocol-neutral data plane: PredictionService (Predict,
 Classify, Regress, MultiInference, GetModelMetadata) and ModelService (GetModelStatus, HandleReloadConfigRequest),
-with gRPC's server reflection always on and its standard health checking service on request, as TF
-Serving's server.cc builds them.
+with gRPC's server reflection always on, its standard health checking service on request and
+TensorFlow's profiler service (`serving.profiler`) unless turned off, as TF Serving's server.cc builds them.
 
 Stock clients built on `tensorflow-serving-api` work unchanged against it, TFX's InfraValidator client
 (which waits on GetModelStatus) included. Errors carry the gRPC code of their `serving.errors` class.
@@ -32,7 +32,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import inputs
+from serving import inputs, profiler
 from serving.config import ServerOptions, models_from_proto
 from serving.dataplane import DataPlane, ModelRef
 from serving.errors import Internal, InvalidArgument, ServingError, Unimplemented
@@ -360,6 +360,9 @@ def make_server(dataplane: DataPlane, metrics: Metrics, options: ServerOptions) 
             health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         services.append(health.SERVICE_NAME)
+    if options.enable_profiler:
+        profiler.add_to_server(server)
+        services.append(profiler.SERVICE_NAME)
     # Server reflection (`grpcurl list`, `grpcurl describe`): TF Serving links gRPC's reflection
     # library into its server, which turns it on for every server, with no flag.
     reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server)

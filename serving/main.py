@@ -31,10 +31,17 @@ def add_flags(parser: argparse.ArgumentParser, defaults: Optional[Mapping[str, A
     for field, spec in config.flags():
         default = defaults.get(field.name, field.default)
         names = [f"--{field.name}", *spec.aliases]
-        if spec.parse is None and isinstance(field.default, bool) and not field.default:
+        if isinstance(field.default, bool):
             # A switch, which also takes TF Serving's `--name=true|false`.
             parser.add_argument(
-                *names, dest=field.name, nargs="?", const=True, type=config.true_false, default=default, help=spec.help
+                *names,
+                dest=field.name,
+                nargs="?",
+                const=True,
+                type=config.true_false,
+                default=default,
+                metavar="true|false" if field.default else None,
+                help=spec.help,
             )
             continue
         parse = spec.parse or (type(field.default) if field.default is not None else str)

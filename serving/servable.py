@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  TF Text's ops, which TF Serving links in: text models tokenize in their graphs.
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, predict_pb2, prediction_log_pb2
 

@@ -251,6 +251,11 @@ def test_inference_benchmark_measures_each_runtime_on_the_same_digits(served_mod
     assert inference.multiply_adds_per_picture() > 30_000_000  # Its largest convolution alone has 20 M.
 
 
+def test_the_float32_peak_is_a_matrix_products_rate(monkeypatch):
+    monkeypatch.setattr(inference, "ROUND_SECONDS", 0.1)
+    assert inference.float32_peak(rounds=1, size=256) > 0.1  # Any CPU that runs TensorFlow does 0.1 GFLOP/s.
+
+
 def _record(name: str, date: str, topic: str = "serving", **figures) -> results.Record:
     return results.Record(topic, name, f".venv/bin/python -m benchmarks.{topic}", date, "abc1234", "a CPU", figures)
 

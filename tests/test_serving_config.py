@@ -135,6 +135,7 @@ def test_flags_are_the_fields_that_declare_one_under_tf_servings_names_and_defau
         "grpc_socket_path": None,
         "grpc_channel_arguments": (),
         "enable_grpc_healthcheck_service": False,
+        "enable_profiler": True,
         "max_num_load_retries": 5,
         "load_retry_interval_micros": 60_000_000,
         # This server's own: request log files (TF Serving leaves them to its log collector plugins),

@@ -3,8 +3,11 @@ data plane (no model) behind an in-process gRPC server on a free loopback port: 
 the data plane, how each answer is written, and the gRPC code of each `serving.errors` error."""
 
 import dataclasses
+import glob
 import os
 import tempfile
+import threading
+import time
 
 import grpc
 import numpy as np
@@ -25,7 +28,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import errors, grpc_service
+from serving import errors, grpc_service, profiler
 from serving.client import GRPC_MAX_MESSAGE_BYTES, GrpcClient
 from serving.config import ServerOptions
 from serving.dataplane import ModelRef
@@ -401,6 +404,7 @@ def test_reflection_lists_the_services_and_describes_them_and_no_health_service_
     channel = served[2]
     assert _reflected_services(channel) == [
         "grpc.reflection.v1alpha.ServerReflection",
+        "tensorflow.ProfilerService",
         "tensorflow.serving.ModelService",
         "tensorflow.serving.PredictionService",
     ]
@@ -435,3 +439,73 @@ def test_health_checking_service_answers_serving_once_listening_and_not_serving_
             watch.cancel()
     finally:
         (stopped or server.stop(grace=None)).wait(timeout=15)
+
+
+def test_tensorflows_profiler_client_captures_this_process_into_its_own_logdir(served, tmp_path):
+    """`tf.profiler.experimental.client.trace`, as TensorBoard's capture and TF Serving's own test call
+    it: the trace of what TensorFlow ran meanwhile comes back and lands under the client's logdir, in the
+    file TensorBoard's profile plugin reads; the server writes nothing of it."""
+    working = threading.Event()
+
+    def work():
+        x = tf.random.uniform((64, 64))
+        while not working.is_set():
+            tf.linalg.matmul(x, x)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    try:
+        tf.profiler.experimental.client.trace(f"grpc://127.0.0.1:{served[3]}", str(tmp_path), 300)
+    finally:
+        working.set()
+        thread.join()
+    (trace,) = glob.glob(str(tmp_path / "plugins" / "profile" / "*" / f"127.0.0.1_{served[3]}.xplane.pb"))
+    with open(trace, "rb") as f:
+        assert profiler.has_events(f.read())
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "digits-profile-*"))
+
+
+def _profile(channel, timeout: float = 10, **fields):
+    call = channel.unary_unary(
+        f"/{profiler.SERVICE_NAME}/Profile",
+        request_serializer=profiler.MESSAGES["ProfileRequest"].SerializeToString,
+        response_deserializer=profiler.MESSAGES["ProfileResponse"].FromString,
+    )
+    return call(profiler.MESSAGES["ProfileRequest"](**fields), timeout=timeout)
+
+
+def test_a_capture_ends_when_its_session_is_terminated_and_is_one_at_a_time(served):
+    channel = served[2]
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(_profile(channel, duration_ms=50_000, session_id="s1")))
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.5)
+    assert _code(lambda: _profile(channel, duration_ms=100, session_id="s2"))[0] == grpc.StatusCode.UNAVAILABLE
+    terminate = channel.unary_unary(
+        f"/{profiler.SERVICE_NAME}/Terminate",
+        request_serializer=profiler.MESSAGES["TerminateRequest"].SerializeToString,
+        response_deserializer=profiler.MESSAGES["TerminateResponse"].FromString,
+    )
+    terminate(profiler.MESSAGES["TerminateRequest"](session_id="s1"), timeout=5)
+    thread.join(timeout=20)
+    assert time.monotonic() - started < 20 and [a.tool_data[0].name for a in answers] == [profiler.TRACE_TOOL]
+
+
+@pytest.mark.parametrize("duration_ms", [0, profiler.MAX_DURATION_MS + 1])
+def test_a_capture_of_no_time_or_too_long_is_refused_naming_the_field(served, duration_ms):
+    code, message = _code(lambda: _profile(served[2], duration_ms=duration_ms))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "opts.duration_ms" in message
+
+
+def test_no_profiler_service_with_enable_profiler_false():
+    server = grpc_service.make_server(
+        StubDataPlane(), Metrics(), ServerOptions(host="127.0.0.1", port=0, enable_profiler=False)
+    )
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            assert _code(lambda: _profile(channel, duration_ms=100))[0] == grpc.StatusCode.UNIMPLEMENTED
+            assert profiler.SERVICE_NAME not in _reflected_services(channel)
+    finally:
+        server.stop(grace=None).wait(timeout=15)

@@ -75,6 +75,7 @@ def test_tf_servings_command_line_is_taken_whole(tmp_path, caplog):
             "--prefer_tflite_model=true",
             "--num_tflite_pools=2",
             "--enable_profiler",
+            "--enable_model_warmup=false",
             "--tensorflow_intra_op_parallelism=2",
             "--enable_batching=false",
             "--enable_grpc_healthcheck_service=true",
@@ -86,9 +87,9 @@ def test_tf_servings_command_line_is_taken_whole(tmp_path, caplog):
     assert options.grpc_socket_path == "/tmp/tf-serving.sock" and not options.enable_batching
     assert options.grpc_channel_arguments == (("grpc.max_connection_age_ms", 2000), ("grpc.so_reuseaddr", 1))
     assert options.rest_api_num_threads == 8 and options.enable_grpc_healthcheck_service
-    assert options.prefer_tflite_model
+    assert options.prefer_tflite_model and options.enable_profiler and not options.enable_model_warmup
     ignored = sorted(record.getMessage().split("=")[0] for record in caplog.records)
-    assert ignored == ["--enable_profiler", "--num_tflite_pools", "--tensorflow_intra_op_parallelism"]
+    assert ignored == ["--num_tflite_pools", "--tensorflow_intra_op_parallelism"]
     assert serving_main.parser().parse_args(["--enable_batching"]).enable_batching is True
     with pytest.raises(config.ConfigError, match="TLS is not implemented"):
         serving_main.options_from_flags(

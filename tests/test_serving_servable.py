@@ -1,7 +1,9 @@
 """`serving.servable`: what a model's refusal says once the graph noise is taken out, and SavedModels
-written by TensorFlow 1.0 loaded as TF Serving loads them."""
+written by TensorFlow 1.0 loaded as TF Serving loads them, and models using TF Text's ops."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -134,3 +136,29 @@ def test_a_signature_takes_what_its_model_computes_on_and_explains_what_it_refus
     assert answer["y"].tolist() == [2.5, 3.0, 4.5]
     with pytest.raises(InvalidArgument, match=r"^input 'x' has shape \[3\], the signature expects \(None, 2\)$"):
         served.signature("weighted").run({"x": np.array([1.0, 2.0, 5.0], np.float32)})
+
+
+@pytest.mark.component  # A process of its own, where nothing imported TF Text before the server.
+def test_a_model_that_tokenizes_with_tf_text_loads_and_answers(tmp_path):
+    """TF Serving links TF Text's ops in; a SavedModel whose signature splits text with them loads here
+    too, in a process that imports nothing but the server."""
+    import tensorflow_text
+
+    class Words(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def count(self, text):
+            return {"words": tensorflow_text.WhitespaceTokenizer().tokenize(text).row_lengths()}
+
+    module = Words()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures=module.count)
+    script = (
+        "import sys, numpy as np\n"
+        "from serving.servable import load\n"
+        "answer = load('words', 1, sys.argv[1]).signature(None).run({'text': np.array([b'a b c', b'd'])})\n"
+        "print(answer['words'].tolist())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "1")], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[3, 1]"
