@@ -4,6 +4,11 @@ Fixtures, not test order, carry what tests share: `smoke_run` is one `smoke` pip
 pushed; killed in training and resumed, as `interrupted_smoke_run` records) for every test that needs a
 trained model; tests that run the pipeline again in its folder
 (bad data, worse models) never push, and tests that change what is served work on copies.
+
+The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in pyproject.toml). Every test that
+uses the smoke run goes to the same worker, which makes the run once and is the only one to run the
+pipeline again in its folder; every other test goes with the rest of its module, whose module fixtures
+(a Kubeflow cluster and its first run, a served stub) are then set up once.
 """
 
 import dataclasses
@@ -22,6 +27,16 @@ import pytest
 
 from benchmarks import results
 from pipeline import configs
+
+SMOKE_RUN_FIXTURES = {"interrupted_smoke_run", "smoke_run", "smoke_output", "served_model", "other_model"}
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """One pytest-xdist group for the tests of the smoke run, one per module for the others."""
+    for item in items:
+        uses_smoke_run = SMOKE_RUN_FIXTURES & set(getattr(item, "fixturenames", ()))
+        group = "smoke-run" if uses_smoke_run else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", autouse=True)
