@@ -31,11 +31,12 @@ from pipeline import configs
 SMOKE_RUN_FIXTURES = {"interrupted_smoke_run", "smoke_run", "smoke_output", "served_model", "other_model"}
 
 
+@pytest.hookimpl(tryfirst=True)  # Before pytest-xdist's own hook reads the groups into the test ids.
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
     """One pytest-xdist group for the tests of the smoke run, one per module for the others."""
     for item in items:
         uses_smoke_run = SMOKE_RUN_FIXTURES & set(getattr(item, "fixturenames", ()))
-        group = "smoke-run" if uses_smoke_run else item.nodeid.split("::")[0]
+        group = "smoke-run" if uses_smoke_run else item.path.stem
         item.add_marker(pytest.mark.xdist_group(group))
 
 
