@@ -8,7 +8,8 @@ trained model; tests that run the pipeline again in its folder
 The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in pyproject.toml). Every test that
 uses the smoke run goes to the same worker, which makes the run once and is the only one to run the
 pipeline again in its folder; every other test goes with the rest of its module, whose module fixtures
-(a Kubeflow cluster and its first run, a served stub) are then set up once.
+(a Kubeflow cluster and its first run, a served stub) are then set up once. The two longest groups go
+first, one to each worker.
 """
 
 import dataclasses
@@ -29,15 +30,22 @@ from benchmarks import results
 from pipeline import configs
 
 SMOKE_RUN_FIXTURES = {"interrupted_smoke_run", "smoke_run", "smoke_output", "served_model", "other_model"}
+LONGEST_GROUPS = ("smoke-run", "test_kubeflow_run")
+"""The groups that take longest, handed out first (one to each worker) so that neither waits behind the
+other: the smoke run's tests, and the two Kubeflow runs."""
 
 
 @pytest.hookimpl(tryfirst=True)  # Before pytest-xdist's own hook reads the groups into the test ids.
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
-    """One pytest-xdist group for the tests of the smoke run, one per module for the others."""
+    """One pytest-xdist group for the tests of the smoke run, one per module for the others; the longest
+    groups first (xdist hands groups out in collection order, `--no-loadscope-reorder`)."""
+    groups = {}
     for item in items:
         uses_smoke_run = SMOKE_RUN_FIXTURES & set(getattr(item, "fixturenames", ()))
-        group = "smoke-run" if uses_smoke_run else item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = "smoke-run" if uses_smoke_run else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    rank = {group: n for n, group in enumerate(LONGEST_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(LONGEST_GROUPS)))
 
 
 @pytest.fixture(scope="session", autouse=True)

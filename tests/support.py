@@ -65,6 +65,16 @@ def write_csv(path: str, images: np.ndarray, labels: Sequence[int]) -> str:
     return path
 
 
+def write_unlabeled_csv(path: str, images: np.ndarray) -> str:
+    """Kaggle's test.csv: a `pixel0..pixel783` header, then one row of pixels per digit."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow([f"pixel{i}" for i in range(784)])
+        out.writerows(image.reshape(-1).tolist() for image in images)
+    return path
+
+
 def write_pngs(folder: str, images: np.ndarray, labels: Sequence[int]) -> list:
     paths = []
     for i, (image, label) in enumerate(zip(images, labels)):

@@ -1,6 +1,8 @@
-"""A dataset with class names of its own (a labels file beside it) and a model name of its own, run from
-the command line: the names reach the exported model's signatures, the report, `digits predict` and the
-drawing page; the model is pushed, recorded and served under its own name, apart from the digits."""
+"""Kaggle's Digit Recognizer files (a labelled train.csv and the unlabeled test.csv) with class names of
+their own (a labels file beside them) and a model name of its own, run from the command line: the names
+reach the exported model's signatures, the report, `digits predict` and the drawing page; the model is
+pushed, recorded and served under its own name, apart from the digits; and BulkInferrer scores the
+unlabeled digits into Kaggle's submission.csv (`ImageId,Label`, in order)."""
 
 import csv
 import os
@@ -21,13 +23,15 @@ from tests import support
 pytestmark = pytest.mark.component
 
 NAME = "spelled"
+UNLABELED = 12
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 @pytest.fixture(scope="module")
 def named_run(tmp_path_factory):
     data = tmp_path_factory.mktemp("spelled-digits")
-    support.write_small_mnist(str(data), 480, 60)
+    support.write_csv(str(data / "train.csv"), *support.mnist_digits("train", 600))
+    support.write_unlabeled_csv(str(data / "test.csv"), support.mnist_digits("t10k", UNLABELED)[0])
     (data / configs.DATASET_LABELS).write_text("".join(f"{name}\n" for name in NAMES))
     output = str(tmp_path_factory.mktemp("output"))
     flags = ["--profile", "smoke", "--data", str(data), "--model-name", NAME, "--min-accuracy", "0", "--output", output]
@@ -94,3 +98,17 @@ def test_predict_and_the_page_use_the_names(named_run, tmp_path, capsys):
         assert f'const MODEL = "{NAME}";' in page and '"seven"' in page
     finally:
         server.stop()
+
+
+def test_the_unlabeled_digits_are_scored_into_submission_csv(named_run):
+    """The labels are the pushed model's own answers for those digits, in order, as digits (Kaggle's
+    format), whatever the classes are called."""
+    output, run = named_run
+    assert run.submission, run
+    with open(run.submission) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["ImageId", "Label"] and [int(r[0]) for r in rows[1:]] == list(range(1, UNLABELED + 1))
+    signature = tf.saved_model.load(run.pushed_to).signatures[features.IMAGES_SIGNATURE]
+    unlabeled = support.mnist_digits("t10k", UNLABELED)[0].astype("float32")
+    expected = signature(**{features.IMAGES_INPUT: tf.constant(unlabeled)})[features.DIGIT_OUTPUT]
+    assert [int(r[1]) for r in rows[1:]] == expected.numpy().tolist()
