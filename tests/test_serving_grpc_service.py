@@ -4,6 +4,7 @@ the data plane, how each answer is written, and the gRPC code of each `serving.e
 
 import dataclasses
 import glob
+import logging
 import os
 import tempfile
 import threading
@@ -474,13 +475,16 @@ def _profile(channel, timeout: float = 10, **fields):
     return call(profiler.MESSAGES["ProfileRequest"](**fields), timeout=timeout)
 
 
-def test_a_capture_ends_when_its_session_is_terminated_and_is_one_at_a_time(served):
+def test_a_capture_ends_when_its_session_is_terminated_and_is_one_at_a_time(served, caplog):
+    caplog.set_level(logging.INFO, logger=profiler.__name__)
     channel = served[2]
     answers = []
     thread = threading.Thread(target=lambda: answers.append(_profile(channel, duration_ms=50_000, session_id="s1")))
     started = time.monotonic()
     thread.start()
-    time.sleep(0.5)
+    while "Profiling for 50000 ms (session 's1')" not in caplog.text:
+        assert time.monotonic() - started < 30, "the capture did not start"
+        time.sleep(0.05)
     assert _code(lambda: _profile(channel, duration_ms=100, session_id="s2"))[0] == grpc.StatusCode.UNAVAILABLE
     terminate = channel.unary_unary(
         f"/{profiler.SERVICE_NAME}/Terminate",
